@@ -1,0 +1,52 @@
+"""The minimally singular toy (λ = r/2 at w* = 0) with the calibrated default LLC settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from sltgeom.analysis.llc import LLCSettings, estimate_llc
+from sltgeom.analysis.toy import MinimallySingular, minimally_singular_loss, toy_problem
+
+D = 100_000
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Memory-bound elementwise work: one thread avoids OpenMP stalls on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# Chains only shrink the standard error of the mean (per-chain sd ≈ √(2/r)/√N_eff): r = 100
+# needs 8 chains for a ≥ 3σ margin at 5%; every other setting is the default.
+@pytest.mark.parametrize("r, chains", [(100, 8), (1000, 4)])
+def test_default_settings_recover_r_over_2(r, chains):
+    model, x, y, loss = toy_problem(D, r)
+    res = estimate_llc(model, x, y, replace(LLCSettings(), chains=chains), loss_fn=loss)
+    assert res.llc_mean == pytest.approx(r / 2, rel=0.05)
+    assert res.mala_acceptance > 0.99
+    assert not (res.trace_rising or res.negative_llc or res.loss_below_init)
+
+
+def test_seed_settings_underestimate():
+    """The seeds' ε = 1e-4, γ = 100, 200 draws, nβ = B/ln B (B = 64) recover ~15% of r/2."""
+    model, x, y, loss = toy_problem(D, 100)
+    seeds = LLCSettings(
+        step_size=1e-4, localization=100.0, draws=200, burn_in=0, batch_size=64, nbeta="batch"
+    )
+    res = estimate_llc(model, x, y, seeds, loss_fn=loss)
+    assert 0.1 < res.llc_mean / 50 < 0.2
+
+
+def test_toy_model_and_loss():
+    model = MinimallySingular(10, 3)
+    assert model.true_llc == 1.5 and torch.equal(model(torch.zeros(5, 1)), torch.zeros(10))
+    w = torch.arange(10.0)
+    assert float(minimally_singular_loss(w, 3)) == 0 + 1 + 4
+    assert float(model.loss(w, None)) == 5.0
+    with pytest.raises(ValueError):
+        MinimallySingular(3, 4)

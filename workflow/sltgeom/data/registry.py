@@ -1,0 +1,194 @@
+"""Dataset definitions: shapes, class counts, raw files with checksums and canonical mirrors.
+
+It also defines the :class:`DatasetError` hierarchy shared by the whole data stage.
+
+The file names, MD5 checksums and mirror URLs are those used by torchvision's ``MNIST``,
+``FashionMNIST`` and ``CIFAR10`` dataset classes (``torchvision/datasets/mnist.py`` and
+``torchvision/datasets/cifar.py``); they identify the official releases of each data set.
+
+``digits`` is scikit-learn's bundled copy of the UCI 8x8 optical handwritten digits and needs
+no network. It has no official train/test split, so :data:`DIGITS_SPLIT` fixes one: a
+stratified split with 20% of every class held out for testing, drawn with seed 0 (see
+:func:`sltgeom.data.formats.read_digits`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class DatasetError(RuntimeError):
+    """Base class of every data-stage failure; the message says what to do about it."""
+
+
+class UnknownDatasetError(DatasetError):
+    """The requested data set is not in :data:`DATASETS`."""
+
+
+class DownloadError(DatasetError):
+    """A raw file could not be fetched from any source (offline, missing on the mirror...)."""
+
+
+class ChecksumError(DatasetError):
+    """A fetched raw file does not match its registered MD5 checksum."""
+
+
+class CorruptFileError(DatasetError):
+    """A raw file fails to decompress or parse (truncated gzip/tar, short IDX, bad batch).
+
+    Attributes:
+        path: The offending file.
+    """
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
+class StoreFormatError(DatasetError):
+    """A file given to :func:`sltgeom.data.load_dataset` is not a dataset file we wrote."""
+
+
+#: Parser names understood by :func:`sltgeom.data.formats.read_raw`.
+FORMATS = ("sklearn-digits", "idx", "cifar10-python")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One raw file of a data set.
+
+    Attributes:
+        role: What the file holds for the parser (e.g. ``"train_images"`` or ``"archive"``).
+        name: File name, identical on every mirror.
+        md5: Hex MD5 checksum of the file as distributed.
+    """
+
+    role: str
+    name: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static description of a data set.
+
+    Attributes:
+        name: Registry key (``"mnist"``...).
+        input_shape: Image shape ``(C, H, W)``.
+        n_classes: Number of label classes.
+        max_value: Largest raw pixel value, used to scale images to ``[0, 1]``.
+        format: Parser name, one of :data:`FORMATS`.
+        files: Raw files to fetch (empty for bundled data).
+        urls: Canonical mirror URL prefixes, tried in order; a file's URL is prefix + name.
+        homepage: Where the data set is documented.
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    n_classes: int
+    max_value: int
+    format: str
+    files: tuple[RemoteFile, ...] = ()
+    urls: tuple[str, ...] = ()
+    homepage: str = ""
+
+    def file(self, role: str) -> RemoteFile:
+        """Return the raw file playing ``role``."""
+        for remote in self.files:
+            if remote.role == role:
+                return remote
+        raise KeyError(f"dataset {self.name!r} has no file with role {role!r}")
+
+    def with_checksums(self, md5s: Mapping[str, str]) -> DatasetSpec:
+        """Return a copy whose files named in ``md5s`` (file name -> md5) get new checksums."""
+        files = tuple(dataclasses.replace(f, md5=md5s.get(f.name, f.md5)) for f in self.files)
+        return dataclasses.replace(self, files=files)
+
+
+#: Fixed split of the ``digits`` data set: fraction held out for testing and the RNG seed.
+DIGITS_SPLIT = {"test_fraction": 0.2, "seed": 0, "stratified": True}
+
+
+def _idx_files(md5s: tuple[str, str, str, str]) -> tuple[RemoteFile, ...]:
+    """Build the four MNIST-layout IDX files (train/test images/labels) with their checksums."""
+    names = (
+        ("train_images", "train-images-idx3-ubyte.gz"),
+        ("train_labels", "train-labels-idx1-ubyte.gz"),
+        ("test_images", "t10k-images-idx3-ubyte.gz"),
+        ("test_labels", "t10k-labels-idx1-ubyte.gz"),
+    )
+    return tuple(RemoteFile(role, name, md5) for (role, name), md5 in zip(names, md5s, strict=True))
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(
+        name="digits",
+        input_shape=(1, 8, 8),
+        n_classes=10,
+        max_value=16,
+        format="sklearn-digits",
+        homepage="https://archive.ics.uci.edu/dataset/80",
+    ),
+    "mnist": DatasetSpec(
+        name="mnist",
+        input_shape=(1, 28, 28),
+        n_classes=10,
+        max_value=255,
+        format="idx",
+        files=_idx_files(
+            (
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "9fb629c4189551a2d022fa330f9573f3",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            )
+        ),
+        urls=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        homepage="http://yann.lecun.com/exdb/mnist/",
+    ),
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist",
+        input_shape=(1, 28, 28),
+        n_classes=10,
+        max_value=255,
+        format="idx",
+        files=_idx_files(
+            (
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            )
+        ),
+        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        homepage="https://github.com/zalandoresearch/fashion-mnist",
+    ),
+    "cifar10": DatasetSpec(
+        name="cifar10",
+        input_shape=(3, 32, 32),
+        n_classes=10,
+        max_value=255,
+        format="cifar10-python",
+        files=(
+            RemoteFile("archive", "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+        ),
+        urls=("https://www.cs.toronto.edu/~kriz/",),
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Return the registered spec called ``name`` or raise :class:`UnknownDatasetError`."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(sorted(DATASETS))
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; choose one of: {known} (the `dataset:` config key)"
+        ) from None
