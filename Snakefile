@@ -1,0 +1,23 @@
+# sltgeom: singular-learning-theory geometry of trained networks.
+#
+# Method. Each study trains every (architecture x optimizer setting x seed) on one dataset,
+# keeping a checkpoint per epoch: the `standard` protocol starts all optimizers from the same
+# seed-controlled weights; the `swap` protocol trains an SGD trunk to a cut-off epoch and
+# continues it with each optimizer. Per-epoch metrics are written as Parquet tables.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/train.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        training_tables(),

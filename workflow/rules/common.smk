@@ -1,0 +1,58 @@
+from sltgeom.config import all_runs, run_dir, validate_config
+
+validate_config(config, workflow.source_path("../../config/schema.yaml"))
+
+RUNS = {run_dir(run): run for run in all_runs(config)}
+RUN_PATTERN = "results/{study}/runs/{architecture}/{optimizer}/seed{seed}"
+LIBRARY = Path(workflow.basedir) / "workflow" / "sltgeom"
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9_-]+",
+    architecture=r"[A-Za-z0-9-]+",
+    optimizer=r"[A-Za-z0-9_.+-]+",
+    seed=r"\d+",
+    dataset=r"[a-z0-9_]+",
+
+
+def library(*modules):
+    """Library sources a rule runs, listed as inputs so that editing them reruns the rule."""
+    return [str(LIBRARY / module) for module in modules]
+
+
+def uses_cuda():
+    if config["device"] == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return config["device"] == "cuda"
+
+
+GPU = 1 if uses_cuda() else 0
+
+
+def resource(rule_name, key):
+    return config["resources"][rule_name][key]
+
+
+def run_of(wildcards):
+    path = RUN_PATTERN.format(**wildcards)
+    if path not in RUNS:
+        raise ValueError(f"{path} is not a run of the configured studies")
+    return RUNS[path]
+
+
+def trunk_of(run):
+    """The trunk checkpoint a swap branch starts from, or None for other runs."""
+    if run["protocol"] != "swap" or run["optimizer"] == "trunk":
+        return None
+    trunk = run_dir({**run, "optimizer": "trunk"})
+    return f"{trunk}/checkpoints"
+
+
+def training_tables():
+    return [f"results/{study}/tables/training.parquet" for study in config["studies"]]
+
+
+def study_run_dirs(wildcards):
+    return [path for path, run in RUNS.items() if run["study"] == wildcards.study]

@@ -1,0 +1,37 @@
+rule train:
+    input:
+        dataset=lambda wc: f"resources/datasets/{run_of(wc)['dataset']}.pt",
+        trunk=lambda wc: trunk_of(run_of(wc)) or [],
+        code=library(
+            "train.py", "models.py", "checkpoint.py", "tables.py", "optim/__init__.py", "optim/ngd.py"
+        ),
+    output:
+        checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
+        epochs=f"{RUN_PATTERN}/epochs.parquet",
+        steps=f"{RUN_PATTERN}/steps.parquet",
+    params:
+        run=run_of,
+        device=config["device"],
+        progress=config["progress"],
+    log:
+        "logs/train/{study}/{architecture}/{optimizer}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{study}/{architecture}/{optimizer}/seed{seed}.tsv"
+    threads: resource("train", "threads")
+    resources:
+        gpu=GPU,
+        runtime=resource("train", "runtime"),
+        mem_mb=resource("train", "mem_mb"),
+    script:
+        "../scripts/train.py"
+
+
+rule training_table:
+    input:
+        lambda wc: [f"{path}/epochs.parquet" for path in study_run_dirs(wc)],
+    output:
+        "results/{study}/tables/training.parquet",
+    log:
+        "logs/training_table/{study}.log",
+    script:
+        "../scripts/concat_tables.py"

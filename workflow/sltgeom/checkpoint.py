@@ -1,0 +1,79 @@
+"""Per-epoch checkpoints: model, optimizer and RNG state, plus the metrics recorded so far.
+
+Files are written atomically (temporary file in the same folder, then ``os.replace``), so a
+checkpoint that exists is complete, and a run killed mid-way resumes from the newest one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT = "sltgeom-checkpoint"
+CHECKPOINT_VERSION = 1
+_NAME = re.compile(r"epoch_(\d{3,})\.pt$")
+
+
+def checkpoint_path(folder: str | os.PathLike, epoch: int) -> Path:
+    return Path(folder) / f"epoch_{epoch:03d}.pt"
+
+
+def list_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
+    """Epoch → path of every complete checkpoint in ``folder`` (empty if it does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    found = {int(m.group(1)): p for p in folder.iterdir() if (m := _NAME.match(p.name))}
+    return dict(sorted(found.items()))
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(folder, epoch: int, payload: dict) -> Path:
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch, **payload}
+    return atomic_torch_save(payload, checkpoint_path(folder, epoch))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load one of our checkpoints; anything else is one clear error naming the file."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable sltgeom checkpoint ({err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an sltgeom checkpoint (expected format {CHECKPOINT_FORMAT})")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path}: checkpoint version {payload.get('version')}, expected {CHECKPOINT_VERSION}"
+        )
+    return payload
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

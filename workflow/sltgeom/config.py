@@ -1,0 +1,142 @@
+"""Workflow configuration: schema validation with defaults, and expansion of studies into runs.
+
+A study names its dataset, protocol, architectures, optimizers, seeds and epochs. A list in an
+architecture size or an optimizer hyperparameter makes a sweep (the Cartesian product). Sweep
+variants are named after what varies, e.g. ``ngd_alpha0.1`` or ``ngd_alpha0.1_eta0.5``.
+
+``standard`` protocol: every optimizer variant trains from the same seed-controlled initial
+weights. ``swap`` protocol: the ``swap.from`` optimizer trains a ``trunk`` run to ``swap.epoch``,
+then every optimizer variant (the ``from`` one included) continues from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .models import architecture_name
+
+TRUNK = "trunk"
+ARCH_SIZES = ("hidden_layers", "hidden_nodes", "extra_conv_layers")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<config>"
+
+
+def _with_defaults(validator_class):
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, sub["default"])
+        yield from validator_class.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Validate ``config`` in place against the JSON schema, fill defaults, check combinations."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise ConfigError(f"config key `{_key(first.absolute_path)}`: {first.message}")
+    for name, study in config["studies"].items():
+        _check_study(name, study)
+    return config
+
+
+def _check_study(name: str, study: Mapping) -> None:
+    where = f"studies.{name}"
+    if TRUNK in study["optimizers"]:
+        raise ConfigError(f"config key `{where}.optimizers.{TRUNK}`: the name is reserved")
+    if study["protocol"] != "swap":
+        if "swap" in study:
+            raise ConfigError(f"config key `{where}.swap`: only used with `protocol: swap`")
+        return
+    swap = study.get("swap")
+    if swap is None:
+        raise ConfigError(f"config key `{where}.swap`: required with `protocol: swap`")
+    if not 1 <= swap["epoch"] < study["epochs"]:
+        raise ConfigError(
+            f"config key `{where}.swap.epoch`: {swap['epoch']} must lie in "
+            f"[1, epochs - 1] = [1, {study['epochs'] - 1}]"
+        )
+    source = study["optimizers"].get(swap["from"])
+    if source is None:
+        raise ConfigError(f"config key `{where}.swap.from`: no optimizer named {swap['from']!r}")
+    if len(_variants(swap["from"], source)) != 1:
+        raise ConfigError(f"config key `{where}.swap.from`: the trunk optimizer cannot be a sweep")
+
+
+def _product(spec: Mapping, keys) -> list[tuple[dict, dict]]:
+    """(concrete spec, swept values) for every combination of the list-valued ``keys``."""
+    swept = [k for k in keys if isinstance(spec.get(k), list)]
+    combos = itertools.product(*(spec[k] for k in swept))
+    return [({**spec, **dict(zip(swept, c))}, dict(zip(swept, c))) for c in combos]
+
+
+def _variants(name: str, settings: Mapping) -> dict[str, dict]:
+    out = {}
+    for concrete, varied in _product(settings, [k for k in settings if k != "type"]):
+        suffix = "".join(f"_{k}{v}" for k, v in varied.items())
+        out[name + suffix] = concrete
+    return out
+
+
+def architectures(study: Mapping) -> dict[str, dict]:
+    specs = [spec for arch in study["architectures"] for spec, _ in _product(arch, ARCH_SIZES)]
+    return {architecture_name(spec): spec for spec in specs}
+
+
+def optimizer_variants(study: Mapping) -> dict[str, dict]:
+    return {k: v for name, s in study["optimizers"].items() for k, v in _variants(name, s).items()}
+
+
+def _run(study_name, study, arch, arch_spec, opt, opt_spec, seed, start, end) -> dict:
+    return {
+        "study": study_name,
+        "architecture": arch,
+        "optimizer": opt,
+        "seed": seed,
+        "dataset": study["dataset"],
+        "protocol": study["protocol"],
+        "arch_spec": arch_spec,
+        "optim_spec": opt_spec,
+        "batch_size": study["batch_size"],
+        "start_epoch": start,
+        "epochs": end,
+    }
+
+
+def study_runs(name: str, study: Mapping) -> list[dict]:
+    """Every training run of one study (trunks of swap studies included)."""
+    optims = optimizer_variants(study)
+    swap = study.get("swap") if study["protocol"] == "swap" else None
+    start = swap["epoch"] if swap else 0
+    runs = []
+    for (arch, spec), seed in itertools.product(architectures(study).items(), study["seeds"]):
+        if swap:
+            trunk_spec = study["optimizers"][swap["from"]]
+            runs.append(_run(name, study, arch, spec, TRUNK, trunk_spec, seed, 0, start))
+        for opt, opt_spec in optims.items():
+            runs.append(_run(name, study, arch, spec, opt, opt_spec, seed, start, study["epochs"]))
+    return runs
+
+
+def all_runs(config: Mapping) -> list[dict]:
+    return [run for name, study in config["studies"].items() for run in study_runs(name, study)]
+
+
+def run_dir(run: Mapping, results: str = "results") -> str:
+    return f"{results}/{run['study']}/runs/{run['architecture']}/{run['optimizer']}/seed{run['seed']}"

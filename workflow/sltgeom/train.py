@@ -1,0 +1,247 @@
+"""Training stage: one run = one (study, architecture, optimizer setting, seed).
+
+A run trains from ``start_epoch`` (0, or the swap cut-off for a swap branch) to ``epochs`` and
+leaves a checkpoint for every epoch in between, both ends included, plus two tables:
+
+``epochs.parquet`` (one row per epoch; losses are mean cross-entropy in nats, accuracies in [0, 1])
+    study, architecture, optimizer, seed, epoch, train_loss, train_acc, val_loss, val_acc (the
+    model after the epoch, evaluated on the full splits), train_loss_running (mean minibatch
+    loss during the epoch), update_norm_mean (mean ‖Δw‖₂ per step), seconds (wall time of the
+    epoch's training steps), ngd_fallbacks (cumulative count of non-finite NGD steps replaced by
+    the raw gradient), diverged (True on the epoch where a loss became NaN/inf), device.
+``steps.parquet`` (one row per optimizer step)
+    study, architecture, optimizer, seed, epoch, step (global, from 1), loss, update_norm.
+
+Batches are sliced from tensors kept on the device with a seeded permutation per epoch (no
+DataLoader). Work in progress lives in ``<run>/.partial`` and is moved into place only when the
+run is finished, so a killed run resumes from its last complete checkpoint when rerun.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from .data import load_dataset
+from .models import build_model, init_model
+from .optim import build_optimizer, fallback_count
+from .tables import write_parquet
+
+EVAL_CHUNK = 8192
+ID_COLUMNS = ("study", "architecture", "optimizer", "seed")
+
+
+@dataclass
+class RunState:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    epoch: int
+    epoch_rows: list[dict] = field(default_factory=list)
+    step_rows: list[dict] = field(default_factory=list)
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config `device: cuda` but torch sees no CUDA device on this machine")
+    return torch.device(requested)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on the whole of (x, y)."""
+    model.eval()
+    loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    for start in range(0, len(x), EVAL_CHUNK):
+        logits = model(x[start : start + EVAL_CHUNK])
+        target = y[start : start + EVAL_CHUNK]
+        loss += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    return loss.item() / len(x), correct.item() / len(x)
+
+
+def _flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def train_epoch(state: RunState, x: torch.Tensor, y: torch.Tensor, batch_size: int, progress=False):
+    """One pass over shuffled minibatches; returns per-step losses and update norms (tensors)."""
+    model, optimizer = state.model, state.optimizer
+    model.train()
+    order = torch.randperm(len(x), generator=state.generator).to(x.device)
+    starts = range(0, len(x), batch_size)
+    losses = torch.empty(len(starts), device=x.device)
+    norms = torch.empty(len(starts), device=x.device)
+    for i, start in enumerate(tqdm(starts, disable=not progress, leave=False, desc="steps")):
+        idx = order[start : start + batch_size]
+        before = _flat_params(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        losses[i] = loss.detach()
+        norms[i] = (_flat_params(model) - before).norm()
+    return losses.cpu(), norms.cpu()
+
+
+def _epoch_row(run: Mapping, state: RunState, data, extra: Mapping) -> dict:
+    train_loss, train_acc = evaluate(state.model, data.x_train, data.y_train)
+    val_loss, val_acc = evaluate(state.model, data.x_test, data.y_test)
+    return {
+        **{k: run[k] for k in ID_COLUMNS},
+        "epoch": state.epoch,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "ngd_fallbacks": fallback_count(state.optimizer),
+        **extra,
+    }
+
+
+def _checkpoint_payload(run: Mapping, state: RunState, data) -> dict:
+    return {
+        "run": dict(run),
+        "input_shape": tuple(data.input_shape),
+        "n_classes": data.n_classes,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "rng": rng_state(state.generator),
+        "epoch_rows": state.epoch_rows,
+        "step_rows": state.step_rows,
+    }
+
+
+def _fresh_state(run: Mapping, data, device, init_checkpoint: str | None) -> RunState:
+    generator = torch.Generator().manual_seed(run["seed"])
+    model = init_model(run["arch_spec"], data.input_shape, data.n_classes, run["seed"])
+    model.to(device)
+    optimizer = build_optimizer(model.parameters(), run["optim_spec"], seed=run["seed"])
+    state = RunState(model, optimizer, generator, epoch=run["start_epoch"])
+    if init_checkpoint is not None:
+        trunk = load_checkpoint(init_checkpoint, map_location=device)
+        model.load_state_dict(trunk["model"])
+        if trunk["run"]["optim_spec"] == run["optim_spec"]:
+            optimizer.load_state_dict(trunk["optimizer"])  # same optimizer: a true continuation
+        restore_rng_state(trunk["rng"], generator)
+    return state
+
+
+def _resumed_state(run: Mapping, data, device, path: Path) -> RunState:
+    saved = load_checkpoint(path, map_location=device)
+    if saved["run"] != dict(run):
+        raise RuntimeError(
+            f"{path}: partial checkpoint of a different run configuration; delete "
+            f"{path.parent} to start this run afresh"
+        )
+    model = build_model(run["arch_spec"], data.input_shape, data.n_classes).to(device)
+    model.load_state_dict(saved["model"])
+    optimizer = build_optimizer(model.parameters(), run["optim_spec"], seed=run["seed"])
+    optimizer.load_state_dict(saved["optimizer"])
+    generator = torch.Generator()
+    restore_rng_state(saved["rng"], generator)
+    return RunState(
+        model, optimizer, generator, saved["epoch"], saved["epoch_rows"], saved["step_rows"]
+    )
+
+
+def _start(run, data, device, partial: Path, init_checkpoint) -> RunState:
+    existing = list_checkpoints(partial)
+    if existing:
+        return _resumed_state(run, data, device, existing[max(existing)])
+    state = _fresh_state(run, data, device, init_checkpoint)
+    extra = {"train_loss_running": float("nan"), "update_norm_mean": float("nan")}
+    state.epoch_rows.append(_epoch_row(run, state, data, {**extra, "seconds": 0.0}))
+    save_checkpoint(partial, state.epoch, _checkpoint_payload(run, state, data))
+    return state
+
+
+def _advance(run: Mapping, state: RunState, data, progress: bool) -> bool:
+    """Train one epoch and record it; False if the loss diverged."""
+    tic = time.perf_counter()
+    losses, norms = train_epoch(state, data.x_train, data.y_train, run["batch_size"], progress)
+    seconds = time.perf_counter() - tic
+    state.epoch += 1
+    first = len(state.step_rows) + 1
+    ids = {k: run[k] for k in ID_COLUMNS}
+    state.step_rows += [
+        {**ids, "epoch": state.epoch, "step": first + i, "loss": loss, "update_norm": norm}
+        for i, (loss, norm) in enumerate(zip(losses.tolist(), norms.tolist(), strict=True))
+    ]
+    extra = {
+        "train_loss_running": losses.mean().item(),
+        "update_norm_mean": norms.mean().item(),
+        "seconds": seconds,
+    }
+    if not torch.isfinite(losses).all():
+        nan = float("nan")
+        state.epoch_rows.append(
+            {**ids, "epoch": state.epoch, "train_loss": nan, "train_acc": nan, "val_loss": nan,
+             "val_acc": nan, "ngd_fallbacks": fallback_count(state.optimizer), **extra}
+        )  # fmt: skip
+        return False
+    state.epoch_rows.append(_epoch_row(run, state, data, extra))
+    return True
+
+
+def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mapping) -> None:
+    epochs = pd.DataFrame(state.epoch_rows)
+    epochs["diverged"] = ~epochs["train_loss"].notna() & (epochs["epoch"] > run["start_epoch"])
+    epochs["device"] = str(device)
+    write_parquet(epochs, outputs["epochs"])
+    write_parquet(pd.DataFrame(state.step_rows, columns=_STEP_COLUMNS), outputs["steps"])
+    target = Path(outputs["checkpoints"])
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
+
+
+_STEP_COLUMNS = [*ID_COLUMNS, "epoch", "step", "loss", "update_norm"]
+
+
+def train_run(
+    run: Mapping,
+    dataset_path: str,
+    outputs: Mapping,
+    *,
+    device: str = "auto",
+    trunk_checkpoints: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train one run and write ``outputs`` (keys ``checkpoints``, ``epochs``, ``steps``).
+
+    ``trunk_checkpoints`` (swap branches) is the trunk's checkpoint folder: its checkpoint at
+    the cut-off epoch starts the run, with its optimizer state when the optimizer is the same.
+    """
+    dev = resolve_device(device)
+    data = load_dataset(dataset_path, device=dev)
+    partial = Path(outputs["checkpoints"]).parent / ".partial"
+    trunk = trunk_checkpoints and checkpoint_path(trunk_checkpoints, run["start_epoch"])
+    state = _start(run, data, dev, partial, trunk)
+    bar = tqdm(total=run["epochs"], initial=state.epoch, desc="epochs", disable=not progress)
+    while state.epoch < run["epochs"]:
+        if not _advance(run, state, data, progress):
+            break
+        save_checkpoint(partial, state.epoch, _checkpoint_payload(run, state, data))
+        bar.update(1)
+    bar.close()
+    _finish(state, run, dev, partial, outputs)
+    return pd.read_parquet(outputs["epochs"])
