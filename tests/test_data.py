@@ -27,6 +27,7 @@ from data_fixtures import (
     write_cifar_archive,
     write_gz,
 )
+
 from sltgeom.data import (
     DATASETS,
     FORMAT_VERSION,

@@ -6,10 +6,11 @@ import torch
 from nngeometry import FIM
 from nngeometry.object import PMatDiag, PMatKFAC
 from scipy.integrate import trapezoid
-from sltgeom.analysis.fisher import fisher_diag, fisher_matrix, fisher_spectrum, kfac_spectrum
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 from torch.utils.data import DataLoader, TensorDataset
+
+from sltgeom.analysis.fisher import fisher_diag, fisher_matrix, fisher_spectrum, kfac_spectrum
 
 N_SAMPLES, BATCH = 48, 16
 

@@ -7,6 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.integrate import cumulative_trapezoid, trapezoid
+from torch import nn
+from torch.func import functional_call
+
 from sltgeom.analysis.hessian import (
     hessian_rank,
     hessian_spectrum,
@@ -16,8 +19,6 @@ from sltgeom.analysis.hessian import (
     top_eigenvalues,
 )
 from sltgeom.analysis.hvp import HVPOperator
-from torch import nn
-from torch.func import functional_call
 
 # first torch.func.jvp use scripts decompositions inside torch itself
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script`:DeprecationWarning")

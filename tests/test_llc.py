@@ -8,10 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from sltgeom.analysis.llc import LLCSettings, estimate_llc, summarize, trace_rise_test
 from sltgeom.analysis.sgld import mala_log_accept
 from sltgeom.analysis.toy import toy_problem
-from torch import nn
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,11 @@ import copy
 import io
 
 import pytest
-import sltgeom.optim.ngd as ngd
 import torch
-from sltgeom.optim.ngd import NGD
 from torch import nn
+
+import sltgeom.optim.ngd as ngd
+from sltgeom.optim.ngd import NGD
 
 F64 = torch.float64
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+
 from sltgeom.analysis.llc import LLCSettings, estimate_llc
 from sltgeom.analysis.toy import MinimallySingular, minimally_singular_loss, toy_problem
 

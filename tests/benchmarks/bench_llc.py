@@ -18,8 +18,9 @@ import time
 from dataclasses import replace
 
 import torch
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
 from torch import nn
+
+from sltgeom.analysis.llc import LLCSettings, estimate_llc
 
 # The seeds' sampler settings (as in the prior measurement): ε = 1e-4, γ = 100, B = 64, nβ = B/ln B.
 SETTINGS = LLCSettings(

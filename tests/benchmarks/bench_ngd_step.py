@@ -18,8 +18,9 @@ import sys
 import time
 
 import torch
-from sltgeom.optim.ngd import NGD
 from torch import nn
+
+from sltgeom.optim.ngd import NGD
 
 
 def problem(batch: int = 128, seed: int = 0):

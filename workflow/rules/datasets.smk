@@ -1,15 +1,17 @@
 rule dataset:
     output:
         "resources/datasets/{dataset}.pt",
-    params:
-        mirror=config["mirror"],
-        retries=config["download_retries"],
     log:
         "logs/dataset/{dataset}.log",
     benchmark:
         "benchmarks/dataset/{dataset}.tsv"
+    conda:
+        "../../envs/sltgeom.yaml"
     resources:
         runtime=resource("dataset", "runtime"),
         mem_mb=resource("dataset", "mem_mb"),
+    params:
+        mirror=config["mirror"],
+        retries=config["download_retries"],
     script:
         "../scripts/prepare_dataset.py"

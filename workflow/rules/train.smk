@@ -3,25 +3,32 @@ rule train:
         dataset=lambda wc: f"resources/datasets/{run_of(wc)['dataset']}.pt",
         trunk=lambda wc: trunk_of(run_of(wc)) or [],
         code=library(
-            "train.py", "models.py", "checkpoint.py", "tables.py", "optim/__init__.py", "optim/ngd.py"
+            "train.py",
+            "models.py",
+            "checkpoint.py",
+            "tables.py",
+            "optim/__init__.py",
+            "optim/ngd.py",
         ),
     output:
         checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
         epochs=f"{RUN_PATTERN}/epochs.parquet",
         steps=f"{RUN_PATTERN}/steps.parquet",
-    params:
-        run=run_of,
-        device=config["device"],
-        progress=config["progress"],
     log:
         "logs/train/{study}/{architecture}/{optimizer}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{study}/{architecture}/{optimizer}/seed{seed}.tsv"
+    conda:
+        "../../envs/sltgeom.yaml"
     threads: resource("train", "threads")
     resources:
         gpu=GPU,
         runtime=resource("train", "runtime"),
         mem_mb=resource("train", "mem_mb"),
+    params:
+        run=run_of,
+        device=config["device"],
+        progress=config["progress"],
     script:
         "../scripts/train.py"
 
@@ -33,5 +40,7 @@ rule training_table:
         "results/{study}/tables/training.parquet",
     log:
         "logs/training_table/{study}.log",
+    conda:
+        "../../envs/sltgeom.yaml"
     script:
         "../scripts/concat_tables.py"

@@ -46,7 +46,12 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(folder, epoch: int, payload: dict) -> Path:
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch, **payload}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "epoch": epoch,
+        **payload,
+    }
     return atomic_torch_save(payload, checkpoint_path(folder, epoch))
 
 

@@ -82,8 +82,10 @@ def _check_study(name: str, study: Mapping) -> None:
 def _product(spec: Mapping, keys) -> list[tuple[dict, dict]]:
     """(concrete spec, swept values) for every combination of the list-valued ``keys``."""
     swept = [k for k in keys if isinstance(spec.get(k), list)]
-    combos = itertools.product(*(spec[k] for k in swept))
-    return [({**spec, **dict(zip(swept, c))}, dict(zip(swept, c))) for c in combos]
+    combos = [
+        dict(zip(swept, c, strict=True)) for c in itertools.product(*(spec[k] for k in swept))
+    ]
+    return [({**spec, **varied}, varied) for varied in combos]
 
 
 def _variants(name: str, settings: Mapping) -> dict[str, dict]:
@@ -139,4 +141,5 @@ def all_runs(config: Mapping) -> list[dict]:
 
 
 def run_dir(run: Mapping, results: str = "results") -> str:
-    return f"{results}/{run['study']}/runs/{run['architecture']}/{run['optimizer']}/seed{run['seed']}"
+    study, arch, opt = run["study"], run["architecture"], run["optimizer"]
+    return f"{results}/{study}/runs/{arch}/{opt}/seed{run['seed']}"

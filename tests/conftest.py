@@ -1,0 +1,21 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+@pytest.fixture(scope="session")
+def digits_path(tmp_path_factory):
+    """The bundled digits dataset in our tensor format (built once per session)."""
+    from sltgeom.data import prepare_dataset
+
+    return prepare_dataset("digits", tmp_path_factory.mktemp("datasets") / "digits.pt")
+
+
+@pytest.fixture
+def tiny_config():
+    return copy.deepcopy(yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text()))
