@@ -105,20 +105,30 @@ def optimizer_variants(study: Mapping) -> dict[str, dict]:
     return {k: v for name, s in study["optimizers"].items() for k, v in _variants(name, s).items()}
 
 
+def canonical(value):
+    """Dicts with sorted keys, recursively: Snakemake compares params by their text, so reordering
+    keys in the YAML must not look like a change."""
+    if isinstance(value, Mapping):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    return value
+
+
 def _run(study_name, study, arch, arch_spec, opt, opt_spec, seed, start, end) -> dict:
-    return {
-        "study": study_name,
-        "architecture": arch,
-        "optimizer": opt,
-        "seed": seed,
-        "dataset": study["dataset"],
-        "protocol": study["protocol"],
-        "arch_spec": arch_spec,
-        "optim_spec": opt_spec,
-        "batch_size": study["batch_size"],
-        "start_epoch": start,
-        "epochs": end,
-    }
+    return canonical(
+        {
+            "study": study_name,
+            "architecture": arch,
+            "optimizer": opt,
+            "seed": seed,
+            "dataset": study["dataset"],
+            "protocol": study["protocol"],
+            "arch_spec": arch_spec,
+            "optim_spec": opt_spec,
+            "batch_size": study["batch_size"],
+            "start_epoch": start,
+            "epochs": end,
+        }
+    )
 
 
 def study_runs(name: str, study: Mapping) -> list[dict]:
