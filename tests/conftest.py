@@ -19,3 +19,14 @@ def digits_path(tmp_path_factory):
 @pytest.fixture
 def tiny_config():
     return copy.deepcopy(yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text()))
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, which only contend on shared cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,7 @@ from sltgeom.analysis.fisher import fisher_diag, fisher_matrix, fisher_spectrum,
 N_SAMPLES, BATCH = 48, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, which only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def mlp(confident: bool = False) -> nn.Module:

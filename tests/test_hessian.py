@@ -20,19 +20,14 @@ from sltgeom.analysis.hessian import (
 )
 from sltgeom.analysis.hvp import HVPOperator
 
-# first torch.func.jvp use scripts decompositions inside torch itself
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script`:DeprecationWarning")
-
 N_SAMPLES, BATCH = 40, 16  # three uneven batches: 16, 16, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, which only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    # the first torch.func.jvp scripts decompositions inside torch itself
+    pytest.mark.filterwarnings("ignore:`torch.jit.script`:DeprecationWarning"),
+    pytest.mark.usefixtures("single_thread"),
+]
 
 
 def mlp() -> nn.Module:

@@ -14,14 +14,7 @@ from sltgeom.analysis.llc import LLCSettings, estimate_llc, summarize, trace_ris
 from sltgeom.analysis.sgld import mala_log_accept
 from sltgeom.analysis.toy import toy_problem
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Quadratic(nn.Module):

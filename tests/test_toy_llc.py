@@ -13,13 +13,7 @@ from sltgeom.analysis.toy import MinimallySingular, minimally_singular_loss, toy
 D = 100_000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Memory-bound elementwise work: one thread avoids OpenMP stalls on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # Chains only shrink the standard error of the mean (per-chain sd ≈ √(2/r)/√N_eff): r = 100
