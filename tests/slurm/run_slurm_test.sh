@@ -120,13 +120,21 @@ trap 'log "interrupted"; exit 143' TERM INT
 copy_workflow() { # SRC DEST
     mkdir -p "$2"
     tar -C "$1" -cf - \
-        --exclude=./results --exclude=./logs --exclude=./benchmarks \
+        --exclude=./results --exclude=./resources --exclude=./logs --exclude=./benchmarks \
         --exclude=./.snakemake --exclude=./.git --exclude=./.venv --exclude=./venv \
         --exclude=./.pytest_cache --exclude=./.ruff_cache --exclude=./.benchmarks \
         --exclude='*/__pycache__' --exclude='*.egg-info' . | tar -C "$2" -xf -
+    if [[ -f "$1/config/config.yaml" && "$1" == "$WF_DIR" ]]; then
+        cp "$CONFIG" "$2/config/config.yaml"
+    fi
 }
 
-SMK_COMMON=(--configfile "$CONFIG" --printshellcmds "${EXTRA[@]}")
+# The config: if the workflow has config/config.yaml (its `configfile:`), the
+# copies get CONFIG in its place -- passing --configfile would deep-merge the
+# two (studies of both would run). Otherwise it is passed with --configfile.
+CONFIG_ARGS=()
+[[ -f "$WF_DIR/config/config.yaml" ]] || CONFIG_ARGS=(--configfile "$CONFIG")
+SMK_COMMON=("${CONFIG_ARGS[@]}" --printshellcmds "${EXTRA[@]}")
 SLURM_ARGS=(
     --profile "$REPO/workflow/profiles/slurm"
     # the profile's placeholders replaced for the test cluster (no account:
@@ -200,7 +208,7 @@ if not calls:
 for r in sorted(gpu_rules - set(seen)):
     bad.append(f"GPU rule {r} was never submitted")
 for rule, flags in sorted(seen.items()):
-    short = re.sub(r" --(job-name|output|comment) \S+| -D \S+|--parsable ", "", flags)
+    short = re.sub(r" (--job-name|--output|--comment|-D) \S+| --parsable\b| --export=ALL", "", flags)
     print(f"  {rule:>20}: {short}")
 print(f"  {len(calls)} sbatch calls")
 for b in bad:
