@@ -1,4 +1,15 @@
+import yaml
+
 from sltgeom.config import all_runs, run_dir, validate_config
+
+# Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
+# would otherwise merge them, running the quick default's studies as well).
+if workflow.overwrite_configfiles:
+    config["studies"] = {
+        name: study
+        for path in workflow.overwrite_configfiles
+        for name, study in (yaml.safe_load(Path(path).read_text()) or {}).get("studies", {}).items()
+    }
 
 validate_config(config, workflow.source_path("../../config/schema.yaml"))
 
@@ -28,7 +39,7 @@ def uses_cuda():
     return config["device"] == "cuda"
 
 
-GPU = 1 if uses_cuda() else 0
+GPU = config["gpu_per_job"] if config["gpu_per_job"] is not None else int(uses_cuda())
 
 
 def resource(rule_name, key):
