@@ -71,10 +71,11 @@ left untouched, and the event is counted in :attr:`NGD.num_fallbacks`.
 
 Deviations from Kaldi, with reasons: :math:`\eta` is given directly (as in Kaldi's PyTorch port)
 instead of via ``num_samples_history``; :math:`R_0` is random orthonormal instead of Kaldi's fixed
-"special" matrix, so no data direction can be orthogonal to the start; re-orthonormalisation uses a
-QR of :math:`R^\top` (mathematically the same as Kaldi's Cholesky of :math:`RR^\top`, but it cannot
-fail); the small :math:`R\times R` eigenproblem runs in float64 on one CPU thread (threaded LAPACK
-on tiny matrices is slow, pathologically so on busy machines).
+"special" matrix, so no data direction can be orthogonal to the start; re-orthonormalisation uses
+Kaldi's Cholesky of :math:`RR^\top` (float64) and falls back to the (mathematically identical) QR
+of :math:`R^\top` if that Cholesky fails; the small :math:`R\times R` eigenproblem runs in the
+compute dtype (float32 for float32 parameters, as in Kaldi; its input is normalised) on one CPU
+thread (threaded LAPACK on tiny matrices is slow, pathologically so on busy machines).
 """
 
 from __future__ import annotations
@@ -132,23 +133,31 @@ def _reorthonormalize(r: Tensor) -> Tensor:
     eye = torch.eye(r.shape[0], dtype=r.dtype, device=r.device)
     if (r @ r.T - eye).abs().max() <= _ORTH_TOL:
         return r
-    # R^T = Q T (Householder) => Q^T has orthonormal rows; with diag(T) > 0 this equals Kaldi's
-    # Cholesky correction L^{-1} R (R R^T = L L^T), and it still works when R R^T is singular.
-    q, t = torch.linalg.qr(r.T.double())
+    # Kaldi: R R^T = L L^T (Cholesky, float64), R <- L^{-1} R. If the Cholesky fails (R R^T
+    # numerically singular), use the QR of R^T = Q T instead: with diag(T) > 0, Q^T = L^{-1} R.
+    r64 = r.double()
+    with _one_cpu_thread():
+        chol, info = torch.linalg.cholesky_ex(r64 @ r64.T)
+        if not bool(info):
+            return torch.linalg.solve_triangular(chol, r64, upper=False).to(r.dtype)
+        q, t = torch.linalg.qr(r64.T)
     sign = torch.where(t.diagonal() < 0, -1.0, 1.0).double()
     return (q * sign).T.to(r.dtype)
 
 
 def _tensor(a: np.ndarray, like: Tensor) -> Tensor:
-    return torch.from_numpy(a).to(device=like.device, dtype=like.dtype)
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device=like.device, dtype=like.dtype)
 
 
-def _fisher_update(fs: dict, x: Tensor, h: Tensor, tr_xx: float, group: dict) -> dict:
-    """One power-iteration update of (R, d, rho) from the rows of ``x`` (``h = x W^T``).
+def _fisher_update(fs: dict, x: Tensor, h: Tensor, tr_xx: float, group: dict, f2=1.0) -> dict:
+    """One power-iteration update of (R, d, rho) from the rows of ``f x`` (``h = x W^T``).
 
-    Follows Kaldi: with W_t = E_t^{1/2} R_t and B_t = eta/N h^T X + (1 - eta)(D_t + rho_t) W_t we
-    have Y_t = E_t^{-1/2} B_t, Z_t = E_t^{-1/2} B_t B_t^T E_t^{-1/2} and
-    W_{t+1} = E_{t+1}^{1/2} C_t^{-1/2} U_t^T E_t^{-1/2} B_t; the R x R algebra is done in float64.
+    ``f2 = f^2`` rescales the statistics (the preconditioned input is not materialised rescaled);
+    ``tr_xx = tr((f x)^T (f x))``. Follows Kaldi: with W_t = E_t^{1/2} R_t,
+    Y_t = eta/N (E_t^{-1/2} h)^T X + (1 - eta)(D_t + rho_t) E_t^{-1/2} W_t, Z_t = Y_t Y_t^T and
+    W_{t+1} = E_{t+1}^{1/2} C_t^{-1/2} U_t^T Y_t. Y_t is normalised to unit Frobenius norm before
+    Z_t (a 4th power of the data) is formed, so the R x R eigenproblem runs safely in the compute
+    dtype (float32 for float32 parameters, as in Kaldi); the R-vector algebra is float64.
     """
     eta, eps, delta, alpha = group["eta"], group["epsilon"], group["delta"], group["alpha"]
     w, rho = fs["W"], fs["rho"]
@@ -156,17 +165,18 @@ def _fisher_update(fs: dict, x: Tensor, h: Tensor, tr_xx: float, group: dict) ->
     rank = w.shape[0]
     d = fs["d"].detach().cpu().double().numpy()
     inv_sqrt_e = 1.0 / np.sqrt(_smoothing_e(d, rho, dim, alpha))
-    b = torch.addmm(w * _tensor((1.0 - eta) * (d + rho), w).unsqueeze(1), h.T, x, alpha=eta / n)
-    # Z_t is a 4th power of the data: B is normalised before the float32 product (no overflow) and
-    # the small eigenproblem is solved in float64.
-    scale = float(torch.linalg.vector_norm(b))
-    scale = scale if scale > 0 else 1.0
-    bs = b / scale
-    z = (bs @ bs.T).cpu().double().numpy() * scale**2
-    z = inv_sqrt_e[:, None] * (0.5 * (z + z.T)) * inv_sqrt_e[None, :]
+    coef = (1.0 - eta) * (d + rho) * inv_sqrt_e
+    ise = _tensor(inv_sqrt_e, w)
+    # Y_t, then scaled to unit norm in place (y = Y_t / s)
+    y = torch.addmm(w * _tensor(coef, w).unsqueeze(1), (h * ise).T, x, alpha=eta * f2 / n)
+    s = float(torch.linalg.vector_norm(y))
+    if not math.isfinite(s):
+        raise torch.linalg.LinAlgError("non-finite Fisher statistics")
+    s = s if s > 0 else 1.0
+    y.mul_(1.0 / s)
     with _one_cpu_thread():
-        c, u = torch.linalg.eigh(torch.from_numpy(z))
-    c, u = c.numpy()[::-1], u.numpy()[:, ::-1]  # largest first
+        c, u = torch.linalg.eigh(y @ y.T)
+    c = c.detach().cpu().double().numpy()[::-1] * s**2  # largest first
     floor = max(((1.0 - eta) * rho) ** 2, eps**2)
     must_reorth = bool(c[0] > _COND_THRESHOLD * c[-1] or c.min() < floor)
     sqrt_c = np.sqrt(np.maximum(c, floor))
@@ -175,16 +185,18 @@ def _fisher_update(fs: dict, x: Tensor, h: Tensor, tr_xx: float, group: dict) ->
     d1 = np.maximum(sqrt_c - rho1, eps)
     rho1 = max(rho1, eps, delta * float(sqrt_c[0]))
     sqrt_e1 = np.sqrt(_smoothing_e(d1, rho1, dim, alpha))
-    a = (u.T / sqrt_c[:, None]) * inv_sqrt_e[None, :]  # C^{-1/2} U^T E_t^{-1/2}
-    r1 = _tensor(a, b) @ b  # R_{t+1} = C^{-1/2} U^T Y_t
+    ut = u.flip(1).T  # rows = eigenvectors, largest first
     if must_reorth:
-        r1 = _reorthonormalize(r1)
-    w1 = r1 * _tensor(sqrt_e1, b).unsqueeze(1)
+        r1 = _reorthonormalize((ut * _tensor(s / sqrt_c, ut).unsqueeze(1)) @ y)
+        w1 = r1 * _tensor(sqrt_e1, r1).unsqueeze(1)
+    else:  # W_{t+1} = E_{t+1}^{1/2} C^{-1/2} U^T Y_t, R_{t+1} = E_{t+1}^{-1/2} W_{t+1}
+        w1 = (ut * _tensor(sqrt_e1 * s / sqrt_c, ut).unsqueeze(1)) @ y
+        r1 = w1 * _tensor(1.0 / sqrt_e1, w1).unsqueeze(1)
     return {"R": r1, "W": w1, "d": _tensor(d1, fs["d"]), "rho": rho1}
 
 
-def _init_axis(x: Tensor, tr_xx: float, rank: int, seed: int, group: dict) -> dict:
-    """Kaldi's Init: default start, then a few updates with the first minibatch (rows of x)."""
+def _init_axis(x: Tensor, tr_xx: float, rank: int, seed: int, group: dict, f2=1.0) -> dict:
+    """Kaldi's Init: default start, then a few updates with the first minibatch (rows of f x)."""
     dim = x.shape[1]
     eps = group["epsilon"]
     r = _random_orthonormal(rank, dim, seed)
@@ -196,7 +208,7 @@ def _init_axis(x: Tensor, tr_xx: float, rank: int, seed: int, group: dict) -> di
         "rho": eps,
     }
     for _ in range(_INIT_ITERS):
-        fs = _fisher_update(fs, x, x @ fs["W"].T, tr_xx, group)
+        fs = _fisher_update(fs, x, x @ fs["W"].T, tr_xx, group, f2)
     return fs
 
 
@@ -208,35 +220,53 @@ def _axis_seed(seed: int, index: int, axis: int) -> int:
     return (seed + 1_000_003 * index + 7919 * axis) % (2**63 - 1)
 
 
-def _needs_update(fs: dict, group: dict) -> bool:
-    return fs["t"] < group["num_initial_updates"] or fs["skipped"] >= group["update_period"] - 1
+def _precondition_axis(out: Tensor, fs: dict, gnorm: float, group: dict, index: int, first=False):
+    """Precondition ``out`` along one axis; returns (result, new Fisher state of that axis).
 
-
-def _precondition_axis(out: Tensor, fs: dict, gnorm: float, group: dict, index: int):
-    """Precondition ``out`` along one axis; returns (result, new Fisher state of that axis)."""
+    ``first``: ``out`` is the raw gradient (its norm is ``gnorm``, and it must not be written to);
+    otherwise ``out`` is a temporary and is overwritten where the layout allows.
+    """
     k = fs["axis"]
-    dim = out.shape[k]
-    # rows = samples; for axis 0 work on the (free) transposed view, columns = samples
-    x = out.reshape(dim, -1).T if k == 0 else out.movedim(k, -1).reshape(-1, dim)
-    if "W" not in fs:
+    shape = out.shape
+    dim = shape[k]
+    new = "W" not in fs
+    update = new or fs["t"] < group["num_initial_updates"]
+    update = update or fs["skipped"] >= group["update_period"] - 1
+    if k == 0:  # columns = samples: work on the D x N matrix, x = its (free) transpose
+        m = out.reshape(dim, -1)
+        x = m.T
+    else:
+        m = None
+        x = out.reshape(-1, dim) if k == out.dim() - 1 else out.movedim(k, -1).reshape(-1, dim)
+    f2 = 1.0
+    if update and not first:  # statistics on the raw gradient's scale: of f x, ||f x|| = gnorm
+        xnorm = float(torch.linalg.vector_norm(x))
+        f2 = (gnorm / xnorm) ** 2 if xnorm > 0 else 1.0
+    if new:
         rank = min(group["rank"] or default_rank(dim), dim - 1)
         seed = _axis_seed(group["seed"], index, k)
-        x = _rescale(x, gnorm)
-        fs = {**fs, **_init_axis(x, gnorm**2, rank, seed, group), "t": 0, "skipped": 0}
-    update = _needs_update(fs, group)
-    if update:
-        x = _rescale(x, gnorm)  # statistics on the raw gradient's scale
+        fs = {**fs, **_init_axis(x, gnorm**2, rank, seed, group, f2), "t": 0, "skipped": 0}
     w = fs["W"]
-    if k == 0:
-        h = (w @ x.T).T
-        xhat = torch.addmm(x.T, w.T, h.T, alpha=-1.0).T  # X - X W^T W
-        res = xhat.T.reshape(out.shape)
+    if m is not None:
+        a = torch.mm(w, m)  # = h^T
+        h = a.T
+        if first or update:  # X - X W^T W (x is needed unchanged for the statistics)
+            res = torch.addmm(m, w.T, a, alpha=-1.0).reshape(shape)
+        else:
+            res = m.addmm_(w.T, a, alpha=-1.0).reshape(shape)
     else:
-        h = x @ w.T
-        xhat = torch.addmm(x, h, w, alpha=-1.0)
-        res = xhat.reshape(out.movedim(k, -1).shape).movedim(-1, k)
+        h = torch.mm(x, w.T)
+        if first or update:
+            xhat = torch.addmm(x, h, w, alpha=-1.0)
+        else:
+            xhat = x.addmm_(h, w, alpha=-1.0)
+        if k == out.dim() - 1:
+            res = xhat.reshape(shape)
+        else:
+            res = xhat.reshape(out.movedim(k, -1).shape).movedim(-1, k)
     if update:
-        fs = {**fs, **_fisher_update(fs, x, h, gnorm**2, group), "t": fs["t"] + 1, "skipped": 0}
+        fs = {**fs, **_fisher_update(fs, x, h, gnorm**2, group, f2), "t": fs["t"] + 1}
+        fs["skipped"] = 0
     else:
         fs = {**fs, "skipped": fs["skipped"] + 1}
     return res, fs
@@ -244,7 +274,7 @@ def _precondition_axis(out: Tensor, fs: dict, gnorm: float, group: dict, index: 
 
 def _precondition(grad: Tensor, axes: list[dict] | None, group: dict, index: int):
     """Return (preconditioned grad, new per-axis Fisher states), or None if not finite."""
-    g = grad.to(_compute_dtype(grad.dtype))
+    g = grad if grad.dtype in (torch.float32, torch.float64) else grad.float()
     gnorm = float(torch.linalg.vector_norm(g))
     if not math.isfinite(gnorm):
         return None
@@ -252,19 +282,16 @@ def _precondition(grad: Tensor, axes: list[dict] | None, group: dict, index: int
         axes = [{"axis": k} for k in _eligible_axes(g.shape, group["max_dim"])]
     out, new_axes = g, []
     for fs in axes:
-        out, fs = _precondition_axis(out, fs, gnorm, group, index)
+        out, fs = _precondition_axis(out, fs, gnorm, group, index, not new_axes)
         new_axes.append(fs)
+    if not new_axes:
+        return g.to(grad.dtype), new_axes
     onorm = float(torch.linalg.vector_norm(out))
     if not math.isfinite(onorm):
         return None
-    if new_axes and onorm > 0:
-        out = out * (gnorm / onorm)
+    if onorm > 0:
+        out.mul_(gnorm / onorm)  # out is a fresh tensor here, never the gradient itself
     return out.to(grad.dtype), new_axes
-
-
-def _rescale(x: Tensor, norm: float) -> Tensor:
-    xnorm = float(torch.linalg.vector_norm(x))
-    return x * (norm / xnorm) if xnorm > 0 else x
 
 
 def _check(name: str, ok: bool, value) -> None:
