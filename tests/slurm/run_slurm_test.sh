@@ -30,27 +30,33 @@
 #   COMPARE_FILES         space separated paths (relative to the workdir) to compare
 #                         (default: all results/**/*.parquet)
 #   FAILURE_TEST          1 (default) / 0
-#   SLURM_TEST_TIMEOUT    overall limit in s (default 175)
-#   SNAKEMAKE_TIMEOUT     limit for each snakemake run in s (default 120)
+#   SLURM_TEST_TIMEOUT    time limit in s (default 160; then cleanup; hard stop at +20 s)
+#   SNAKEMAKE_TIMEOUT     limit for each snakemake run in s (default 150)
 #   SNAKEMAKE             snakemake executable (default: snakemake on PATH, or
 #                         /work/venv/bin/snakemake, or $REPO/.venv/bin/snakemake)
 #   KEEP_WORKDIR=1        keep the temp dirs (always kept on failure)
+#   STATUS_INIT_SECONDS   --slurm-init-seconds-before-status-checks (default 2)
 #   SLURM_TEST_STATE      cluster state/log dir (default /tmp/sltgeom-slurm)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 
-# ---- never hang: re-exec under timeout (its own process group: on expiry the
-# whole group, daemons included, gets SIGTERM, then SIGKILL 15 s later).
+# ---- never hang. After LIMIT s a watchdog sends SIGTERM to this script,
+# whose EXIT trap stops the snakemake runs, then the cluster (by PID); that
+# takes up to ~12 s. As a last resort the script runs under `timeout`: at
+# LIMIT+17 s its whole process group (daemons included) gets SIGTERM, SIGKILL
+# 3 s later -- at most 180 s in all with the default LIMIT.
+LIMIT="${SLURM_TEST_TIMEOUT:-160}"
 if [[ -z "${_SLTGEOM_SLURM_TEST_INNER:-}" ]]; then
     export _SLTGEOM_SLURM_TEST_INNER=1
-    exec timeout -k 15 "${SLURM_TEST_TIMEOUT:-175}" "$0" "$@"
+    exec timeout -k 3 "$((LIMIT + 17))" "$0" "$@"
 fi
 
 T0=$SECONDS
 log() { printf '[slurm-test %3ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
+
 
 # ------------------------------------------------------------------- args --
 TOY=0
@@ -70,7 +76,7 @@ fi
 [[ -f "$CONFIG" ]] || die "config $CONFIG not found"
 GPU_RULES="$(echo "${GPU_RULES-train}" | tr ',' ' ')"
 FAILURE_TEST="${FAILURE_TEST:-1}"
-SNAKEMAKE_TIMEOUT="${SNAKEMAKE_TIMEOUT:-120}"
+SNAKEMAKE_TIMEOUT="${SNAKEMAKE_TIMEOUT:-150}"
 # shellcheck disable=SC2206
 EXTRA=(${SNAKEMAKE_EXTRA_ARGS:-})
 
@@ -95,15 +101,44 @@ export SLURM_TEST_PARTITION="$PARTITION"
 unset SLURM_CONF SLURM_JOB_ID
 WORK="$(mktemp -d /tmp/sltgeom-slurmtest.XXXXXX)"
 LOCAL_PID=""
+FAIL_PID=""
+WATCHDOG_PID=""
 OK=0
 
 cleanup() {
     local rc=$?
     set +e
-    if [[ -n "$LOCAL_PID" ]] && kill -0 "$LOCAL_PID" 2>/dev/null; then
-        kill -TERM "$LOCAL_PID" 2>/dev/null
-        wait "$LOCAL_PID" 2>/dev/null
+    [[ -n "$WATCHDOG_PID" ]] && kill -TERM "$WATCHDOG_PID" 2>/dev/null
+    # Stop snakemake runs still going: SIGTERM via their `timeout` (snakemake
+    # then scancels its jobs), after 4 s SIGKILL to snakemake and its timeout
+    # (teardown_cluster.sh cancels whatever is left on the cluster).
+    if [[ -f "$WORK/child_pids" ]]; then
+        running=()
+        for pid in $(cat "$WORK/child_pids"); do
+            if grep -qa '^timeout' "/proc/$pid/cmdline" 2>/dev/null; then
+                log "stopping snakemake run (timeout pid $pid)"
+                running+=("$pid")
+                kill -TERM "$pid" 2>/dev/null
+            fi
+        done
+        for _ in $(seq 40); do
+            alive=0
+            for pid in "${running[@]}"; do
+                grep -qa '^timeout' "/proc/$pid/cmdline" 2>/dev/null && alive=1
+            done
+            ((alive)) || break
+            sleep 0.1
+        done
+        for pid in "${running[@]}"; do
+            if grep -qa '^timeout' "/proc/$pid/cmdline" 2>/dev/null; then
+                for child in $(pgrep -P "$pid"); do kill -KILL "$child" 2>/dev/null; done
+                kill -KILL "$pid" 2>/dev/null
+            fi
+        done
     fi
+    for pid in $LOCAL_PID $FAIL_PID; do
+        kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+    done
     "$HERE/teardown_cluster.sh"
     if ((OK)) && [[ "${KEEP_WORKDIR:-0}" != 1 ]]; then
         rm -rf "$WORK"
@@ -114,7 +149,31 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'log "interrupted"; exit 143' TERM INT
+trap 'if [[ -e "$WORK/timed_out" ]]; then exit 124; fi; log "interrupted"; exit 143' TERM INT
+
+# Watchdog (see the top of the file).
+(
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+    sleep "$LIMIT" &
+    sleeper=$!
+    wait "$sleeper"
+    log "FAIL: time limit of ${LIMIT}s reached (SLURM_TEST_TIMEOUT), stopping"
+    : >"$WORK/timed_out"
+    kill -TERM $$
+) &
+WATCHDOG_PID=$!
+
+# Run snakemake in DIR under `timeout`, output to LOG; the timeout PID is
+# recorded so that cleanup can stop it (it forwards SIGTERM to snakemake,
+# which then scancels its jobs). Returns snakemake's exit status.
+run_smk() { # DIR LOG ARGS...
+    local dir="$1" logf="$2"
+    shift 2
+    (cd "$dir" && exec timeout -k 10 "$SNAKEMAKE_TIMEOUT" "$SNAKEMAKE" "$@") >"$logf" 2>&1 &
+    local pid=$!
+    echo "$pid" >>"$WORK/child_pids"
+    wait "$pid"
+}
 
 # Copy the workflow so that the runs never touch the repo's results/ etc.
 copy_workflow() { # SRC DEST
@@ -142,7 +201,12 @@ SLURM_ARGS=(
     --default-resources "slurm_partition=$PARTITION" runtime=10 mem_mb=500
     # no accounting on the test cluster: sacct would fail and the run hang
     --slurm-status-command squeue
-    --slurm-init-seconds-before-status-checks "${STATUS_INIT_SECONDS:-8}"
+    # Status polling: the first check after --seconds-between-status-checks,
+    # then every init-seconds after a job finished, +10 s per check that saw
+    # none finish (i, i+10, i+20, ...: with the plugin's default 40 a 10-s job
+    # is noticed after 40 s, with 2 after 14 s).
+    --seconds-between-status-checks 2
+    --slurm-init-seconds-before-status-checks "${STATUS_INIT_SECONDS:-2}"
     --latency-wait 5 --retries 0 --jobs 4
     --verbose
 )
@@ -152,22 +216,64 @@ log "workflow: $WF_DIR, config: $CONFIG, extra args: ${EXTRA[*]:-(none)}"
 copy_workflow "$WF_DIR" "$WORK/local"
 copy_workflow "$WF_DIR" "$WORK/slurm"
 log "starting local run (background) in $WORK/local"
-(
-    cd "$WORK/local"
-    exec timeout -k 10 "$SNAKEMAKE_TIMEOUT" "$SNAKEMAKE" --profile "$REPO/workflow/profiles/local" \
-        --cores 1 "${SMK_COMMON[@]}"
-) >"$WORK/local.log" 2>&1 &
+run_smk "$WORK/local" "$WORK/local.log" --profile "$REPO/workflow/profiles/local" \
+    --cores 1 "${SMK_COMMON[@]}" &
 LOCAL_PID=$!
 
 # ---------------------------------------------------------------- cluster --
 log "setting up the Slurm cluster"
 "$HERE/setup_cluster.sh"
 
+# -------------------------------------------------------- failure / resume --
+# Runs concurrently with the main slurm run (own workdir, own snakemake) to
+# stay within the time budget. Output: $WORK/failtest.log; exit status 0 = ok.
+failure_test() {
+    set -euo pipefail
+    log() { printf '[slurm-test %3ds] [failure test] %s\n' $((SECONDS - T0)) "$*"; }
+    die() { log "FAIL: $*"; exit 1; }
+    local rc slog resubmitted
+    local FAIL_ARGS=("${SLURM_ARGS[@]}" --configfile "$HERE/toy/config.yaml")
+    log "toy workflow, train seed 1 fails on the cluster"
+    copy_workflow "$HERE/toy" "$WORK/fail"
+    set +e
+    run_smk "$WORK/fail" "$WORK/fail1.log" "${FAIL_ARGS[@]}" --config 'seeds=[0,1]' fail_seed=1
+    rc=$?
+    set -e
+    ((rc == 124 || rc == 137)) && die "failing run timed out"
+    ((rc != 0)) || die "run with a failing job exited 0"
+    grep -q "Error in rule train" "$WORK/fail1.log" || die "no 'Error in rule train' in $WORK/fail1.log"
+    grep -q "logs/train/seed1.log" "$WORK/fail1.log" || die "rule log path not reported"
+    slog="$(grep -o "[^ ']*\.snakemake/slurm_logs/rule_train/1/[0-9]*\.log" "$WORK/fail1.log" | head -1)"
+    [[ -n "$slog" ]] || die "Slurm log path of the failed job not reported"
+    [[ -f "$slog" || -f "$WORK/fail/$slog" ]] || die "reported Slurm log $slog does not exist"
+    grep -q "deliberate failure" "$WORK/fail/logs/train/seed1.log" || die "rule log missing"
+    [[ -f "$WORK/fail/results/train/seed0.parquet" ]] || die "independent job (seed 0) did not finish (keep-going)"
+    [[ ! -e "$WORK/fail/results/summary.parquet" ]] || die "summary exists despite failed input"
+    log "failure reported with logs: logs/train/seed1.log, $slog"
+
+    log "resume with the same command minus the failure"
+    set +e
+    run_smk "$WORK/fail" "$WORK/fail2.log" "${FAIL_ARGS[@]}" --config 'seeds=[0,1]'
+    rc=$?
+    set -e
+    ((rc == 0)) || { tail -n 40 "$WORK/fail2.log"; die "resumed run failed (exit $rc)"; }
+    resubmitted="$(grep -o "sbatch call: .*--comment [^ ]*" "$WORK/fail2.log" | sed 's/.*--comment //' | sort | tr '\n' ' ')"
+    [[ "$resubmitted" == "rule_summarize rule_train_wildcards_1 " ]] \
+        || die "resume resubmitted '$resubmitted' (expected only train seed 1 and summarize)"
+    log "resume resubmitted only: $resubmitted"
+    log "ok"
+}
+
+if [[ "$FAILURE_TEST" == 1 ]]; then
+    log "starting the failure test (background, toy workflow)"
+    failure_test >"$WORK/failtest.log" 2>&1 &
+    FAIL_PID=$!
+fi
+
 # -------------------------------------------------------------- slurm run --
 log "running the workflow through the slurm profile in $WORK/slurm"
 set +e
-(cd "$WORK/slurm" && timeout -k 10 "$SNAKEMAKE_TIMEOUT" "$SNAKEMAKE" "${SLURM_ARGS[@]}" "${SMK_COMMON[@]}") \
-    >"$WORK/slurm.log" 2>&1
+run_smk "$WORK/slurm" "$WORK/slurm.log" "${SLURM_ARGS[@]}" "${SMK_COMMON[@]}"
 rc=$?
 set -e
 if ((rc != 0)); then
@@ -240,39 +346,15 @@ log "comparing results (slurm vs local)"
 "$PYTHON" "$HERE/compare_results.py" "$WORK/slurm" "$WORK/local" ${COMPARE_FILES:-} \
     || die "results of the slurm run differ from the local run"
 
-# -------------------------------------------------------- failure / resume --
-if [[ "$FAILURE_TEST" == 1 ]]; then
-    log "failure test: toy workflow, train seed 1 fails on the cluster"
-    copy_workflow "$HERE/toy" "$WORK/fail"
-    FAIL_ARGS=("${SLURM_ARGS[@]}" --configfile "$HERE/toy/config.yaml")
+if [[ -n "$FAIL_PID" ]]; then
+    log "waiting for the failure test"
     set +e
-    (cd "$WORK/fail" && timeout -k 10 "$SNAKEMAKE_TIMEOUT" "$SNAKEMAKE" "${FAIL_ARGS[@]}" \
-        --config 'seeds=[0,1]' fail_seed=1) >"$WORK/fail1.log" 2>&1
-    rc=$?
+    wait "$FAIL_PID"
+    frc=$?
     set -e
-    ((rc == 124 || rc == 137)) && die "failing run timed out"
-    ((rc != 0)) || die "run with a failing job exited 0"
-    grep -q "Error in rule train" "$WORK/fail1.log" || die "no 'Error in rule train' in $WORK/fail1.log"
-    grep -q "logs/train/seed1.log" "$WORK/fail1.log" || die "rule log path not reported"
-    slog="$(grep -o "[^ ']*\.snakemake/slurm_logs/rule_train/1/[0-9]*\.log" "$WORK/fail1.log" | head -1)"
-    [[ -n "$slog" ]] || die "Slurm log path of the failed job not reported"
-    [[ -f "$slog" || -f "$WORK/fail/$slog" ]] || die "reported Slurm log $slog does not exist"
-    grep -q "deliberate failure" "$WORK/fail/logs/train/seed1.log" || die "rule log missing"
-    [[ -f "$WORK/fail/results/train/seed0.parquet" ]] || die "independent job (seed 0) did not finish (keep-going)"
-    [[ ! -e "$WORK/fail/results/summary.parquet" ]] || die "summary exists despite failed input"
-    log "  failure reported with logs: logs/train/seed1.log, $slog"
-
-    log "failure test: resume with the same command minus the failure"
-    set +e
-    (cd "$WORK/fail" && timeout -k 10 "$SNAKEMAKE_TIMEOUT" "$SNAKEMAKE" "${FAIL_ARGS[@]}" \
-        --config 'seeds=[0,1]') >"$WORK/fail2.log" 2>&1
-    rc=$?
-    set -e
-    ((rc == 0)) || { tail -n 40 "$WORK/fail2.log" >&2; die "resumed run failed (exit $rc)"; }
-    resubmitted="$(grep -o "sbatch call: .*--comment [^ ]*" "$WORK/fail2.log" | sed 's/.*--comment //' | sort | tr '\n' ' ')"
-    [[ "$resubmitted" == "rule_summarize rule_train_wildcards_1 " ]] \
-        || die "resume resubmitted '$resubmitted' (expected only train seed 1 and summarize)"
-    log "  resume resubmitted only: $resubmitted"
+    FAIL_PID=""
+    cat "$WORK/failtest.log" >&2
+    ((frc == 0)) || die "failure test failed (logs: $WORK/fail1.log, $WORK/fail2.log)"
 fi
 
 log "sbatch calls of the main run: $WORK/sbatch_calls.txt"

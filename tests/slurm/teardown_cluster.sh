@@ -23,17 +23,34 @@ if [[ -f "$STATE/pids" ]]; then
             done
         fi
     fi
-    # Stop in reverse start order: slurmd, slurmctld, munged.
-    tac "$STATE/pids" | while read -r name pid; do
+    # Job processes still on the node (slurmstepd runs them outside our
+    # process tree): listed by slurmd itself, killed by PID.
+    if grep -q '^slurmd ' "$STATE/pids"; then
+        for pid in $(timeout 5 scontrol listpids 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}'); do
+            log "killing leftover job process $pid"
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    fi
+    # Stop the daemons: SIGTERM to all, wait up to 5 s, then SIGKILL.
+    pids=()
+    while read -r name pid; do
         [[ -n "${pid:-}" ]] || continue
         if kill -0 "$pid" 2>/dev/null; then
             log "stopping $name (pid $pid)"
             kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            if kill -0 "$pid" 2>/dev/null; then
-                log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
+            pids+=("$pid")
+        fi
+    done <"$STATE/pids"
+    for _ in $(seq 50); do
+        alive=()
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+        ((${#alive[@]})) || break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            log "pid $pid ignored SIGTERM, sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
         fi
     done
     rm -f "$STATE/pids"
