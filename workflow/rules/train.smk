@@ -40,6 +40,8 @@ rule training_table:
         "results/{study}/tables/training.parquet",
     log:
         "logs/training_table/{study}.log",
+    benchmark:
+        "benchmarks/training_table/{study}.tsv"
     conda:
         "../../envs/sltgeom.yaml"
     script:
