@@ -2,14 +2,17 @@ import yaml
 
 from sltgeom.config import all_runs, run_dir, validate_config
 
+
 # Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
 # would otherwise merge them, running the quick default's studies as well).
+def studies_of(path):
+    return (yaml.safe_load(Path(path).read_text()) or {}).get("studies", {})
+
+
 if workflow.overwrite_configfiles:
-    config["studies"] = {
-        name: study
-        for path in workflow.overwrite_configfiles
-        for name, study in (yaml.safe_load(Path(path).read_text()) or {}).get("studies", {}).items()
-    }
+    config["studies"] = {}
+    for path in workflow.overwrite_configfiles:
+        config["studies"].update(studies_of(path))
 
 validate_config(config, workflow.source_path("../../config/schema.yaml"))
 
