@@ -38,6 +38,8 @@
 #   STATUS_INIT_SECONDS   --slurm-init-seconds-before-status-checks (default 2)
 #   SLURM_TEST_STATE      cluster state/log dir (default /tmp/sltgeom-slurm)
 set -euo pipefail
+# Slurm and munge daemons live in sbin, which a non-login PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"

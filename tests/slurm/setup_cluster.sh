@@ -20,6 +20,8 @@
 #   SLURM_TEST_CTLD_PORT / SLURM_TEST_SLURMD_PORT  (default 6817 / 6818)
 #   SLURM_TEST_NO_INSTALL=1  do not apt-get install (fail if missing)
 set -euo pipefail
+# Slurm and munge daemons live in sbin, which a non-login PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE="${SLURM_TEST_STATE:-/tmp/sltgeom-slurm}"
