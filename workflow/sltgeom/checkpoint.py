@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_output
 
 CHECKPOINT_FORMAT = "sltgeom-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -31,20 +32,6 @@ def list_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_checkpoint(folder, epoch: int, payload: dict) -> Path:
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -52,7 +39,10 @@ def save_checkpoint(folder, epoch: int, payload: dict) -> Path:
         "epoch": epoch,
         **payload,
     }
-    return atomic_torch_save(payload, checkpoint_path(folder, epoch))
+    path = checkpoint_path(folder, epoch)
+    with atomic_output(path) as handle:
+        torch.save(payload, handle)
+    return path
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -45,6 +45,7 @@ from .tables import write_parquet
 
 EVAL_CHUNK = 8192
 ID_COLUMNS = ("study", "architecture", "optimizer", "seed")
+STEP_COLUMNS = [*ID_COLUMNS, "epoch", "step", "loss", "update_norm"]
 
 
 @dataclass
@@ -102,9 +103,11 @@ def train_epoch(state: RunState, x: torch.Tensor, y: torch.Tensor, batch_size: i
     return losses.cpu(), norms.cpu()
 
 
-def _epoch_row(run: Mapping, state: RunState, data, extra: Mapping) -> dict:
-    train_loss, train_acc = evaluate(state.model, data.x_train, data.y_train)
-    val_loss, val_acc = evaluate(state.model, data.x_test, data.y_test)
+def _epoch_row(run: Mapping, state: RunState, data, extra: Mapping, finite=True) -> dict:
+    """The epoch's metrics; a diverged model (``finite=False``) is not evaluated: NaN."""
+    nan = (float("nan"), float("nan"))
+    train_loss, train_acc = evaluate(state.model, data.x_train, data.y_train) if finite else nan
+    val_loss, val_acc = evaluate(state.model, data.x_test, data.y_test) if finite else nan
     return {
         **{k: run[k] for k in ID_COLUMNS},
         "epoch": state.epoch,
@@ -191,15 +194,9 @@ def _advance(run: Mapping, state: RunState, data, progress: bool) -> bool:
         "update_norm_mean": norms.mean().item(),
         "seconds": seconds,
     }
-    if not torch.isfinite(losses).all():
-        nan = float("nan")
-        state.epoch_rows.append(
-            {**ids, "epoch": state.epoch, "train_loss": nan, "train_acc": nan, "val_loss": nan,
-             "val_acc": nan, "ngd_fallbacks": fallback_count(state.optimizer), **extra}
-        )  # fmt: skip
-        return False
-    state.epoch_rows.append(_epoch_row(run, state, data, extra))
-    return True
+    finite = bool(torch.isfinite(losses).all())
+    state.epoch_rows.append(_epoch_row(run, state, data, extra, finite))
+    return finite
 
 
 def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mapping) -> None:
@@ -207,14 +204,11 @@ def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mappi
     epochs["diverged"] = ~epochs["train_loss"].notna() & (epochs["epoch"] > run["start_epoch"])
     epochs["device"] = str(device)
     write_parquet(epochs, outputs["epochs"])
-    write_parquet(pd.DataFrame(state.step_rows, columns=_STEP_COLUMNS), outputs["steps"])
+    write_parquet(pd.DataFrame(state.step_rows, columns=STEP_COLUMNS), outputs["steps"])
     target = Path(outputs["checkpoints"])
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)
-
-
-_STEP_COLUMNS = [*ID_COLUMNS, "epoch", "step", "loss", "update_norm"]
 
 
 def train_run(

@@ -19,7 +19,6 @@ import http.client
 import logging
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -30,6 +29,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_output
 from .registry import ChecksumError, DatasetSpec, DownloadError, RemoteFile
 
 log = logging.getLogger(__name__)
@@ -110,24 +110,6 @@ def _stream(src: BinaryIO, dst: BinaryIO, total: int | None, label: str) -> str:
     if total is not None and copied != total:
         raise http.client.IncompleteRead(b"", total - copied)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_output(dest: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Yield a temp file beside ``dest``; move it onto ``dest`` only if the block succeeds.
-
-    On any exception (including ``KeyboardInterrupt``) the temp file is deleted.
-    """
-    dest = Path(dest)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _copy_verified(source: str, remote: RemoteFile, dest: Path, timeout: float) -> None:
