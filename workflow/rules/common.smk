@@ -1,6 +1,6 @@
 import yaml
 
-from sltgeom.config import all_runs, run_dir, validate_config
+from sltgeom.config import TRUNK, all_runs, run_dir, validate_config
 
 
 # Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
@@ -58,9 +58,9 @@ def run_of(wildcards):
 
 def trunk_of(run):
     """The trunk checkpoint a swap branch starts from, or None for other runs."""
-    if run["protocol"] != "swap" or run["optimizer"] == "trunk":
+    if run["protocol"] != "swap" or run["optimizer"] == TRUNK:
         return None
-    trunk = run_dir({**run, "optimizer": "trunk"})
+    trunk = run_dir({**run, "optimizer": TRUNK})
     return f"{trunk}/checkpoints"
 
 

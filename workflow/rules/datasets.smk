@@ -1,4 +1,12 @@
 rule dataset:
+    input:
+        code=library(
+            "atomic.py",
+            "data/registry.py",
+            "data/download.py",
+            "data/formats.py",
+            "data/store.py",
+        ),
     output:
         "resources/datasets/{dataset}.pt",
     log:

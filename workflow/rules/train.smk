@@ -7,6 +7,8 @@ rule train:
             "models.py",
             "checkpoint.py",
             "tables.py",
+            "atomic.py",
+            "data/store.py",
             "optim/__init__.py",
             "optim/ngd.py",
         ),
