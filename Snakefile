@@ -15,9 +15,12 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/minimally_singular.smk"
+include: "workflow/rules/tables.smk"
 
 
 rule all:
     default_target: True
     input:
-        training_tables(),
+        result_tables(),

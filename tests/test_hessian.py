@@ -175,3 +175,19 @@ def test_hessian_spectrum_row():
     assert list(spec.density.columns) == ["eigenvalue", "density"]
     other = hessian_spectrum(model, x, y, backend="pyhessian", **kwargs)
     np.testing.assert_allclose(other.top_eigenvalues, spec.top_eigenvalues, rtol=1e-2)
+
+
+def test_single_vector_graph_hvp_on_the_workflow_cnn(digits_path):
+    """The workflow's CNN on the digits tensors: single products through the cached graph must
+    not go through vmap (its conv double-backward fails on these strides) and must match func."""
+    from sltgeom.data import load_dataset
+    from sltgeom.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"type": "cnn", "extra_conv_layers": 0}, (1, 8, 8), 10)
+    data = load_dataset(digits_path)
+    x, y = data.x_train[:16], data.y_train[:16]
+    v = torch.randn(sum(p.numel() for p in model.parameters()))
+    graph = HVPOperator(model, x, y, method="graph").matvec(v)
+    func = HVPOperator(model, x, y, method="func").matvec(v)
+    torch.testing.assert_close(graph, func, rtol=1e-4, atol=1e-5)

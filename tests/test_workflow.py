@@ -1,5 +1,6 @@
 """End to end: the workflow on the tiny config in a temporary directory, then partial reruns."""
 
+import copy
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
+
+from sltgeom.schemas import DETAIL_TABLE, TABLES, schema_columns
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -55,22 +58,66 @@ def test_workflow_produces_tables_checkpoints_logs_and_benchmarks(workflow_dir):
     assert not pending(workflow_dir)
 
 
-def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
+@pytest.mark.parametrize("name", ["llc", "hessian", "fisher"])
+def test_every_checkpoint_is_analysed_into_pinned_tables(workflow_dir, name):
+    tables = workflow_dir / "results" / "tiny_swap" / "tables"
+    table = pd.read_parquet(tables / f"{name}.parquet")
+    assert list(table.columns) == list(schema_columns(name, list(table.columns)))
+    analysed = set(zip(table["optimizer"], table["epoch"], strict=True))
+    # the trunk's checkpoints 0 and 1, then each branch's own epoch 2 (epoch 1 is the trunk's)
+    assert analysed == {("trunk", 0), ("trunk", 1), ("sgd", 2), ("ngd", 2)}
+    detail = pd.read_parquet(tables / f"{DETAIL_TABLE[name]}.parquet")
+    assert set(zip(detail["optimizer"], detail["epoch"], strict=True)) == analysed
+    assert (workflow_dir / f"logs/{name}/tiny_swap/ffnn-1x16/trunk/seed0.log").exists()
+
+
+def test_generalisation_and_minimally_singular_tables(workflow_dir):
+    gen = pd.read_parquet(workflow_dir / "results/tiny/tables/generalisation.parquet")
+    assert len(gen) == 6 and gen["gen_estimate"].ge(gen["train_loss"] - 1).all()
+    toy = pd.read_parquet(workflow_dir / "results/minimally_singular/tables/toy.parquet")
+    assert list(toy["r"]) == [5, 20] and list(toy["hessian_rank"]) == [5, 20]
+    assert list(toy.columns) == list(TABLES["toy"])
+
+
+def _pending_after_edit(workflow_dir, edit) -> dict[str, set[str]]:
     config_path = workflow_dir / "config" / "config.yaml"
     original = config_path.read_text()
     config = yaml.safe_load(original)
-    config["studies"]["tiny"]["optimizers"]["ngd"]["alpha"] = 0.1
+    edit(config)
     config_path.write_text(yaml.safe_dump(config))
     try:
-        plan = pending(workflow_dir)
+        return pending(workflow_dir)
     finally:
         config_path.write_text(original)
+
+
+def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
+    def edit(config):
+        config["studies"]["tiny"]["optimizers"]["ngd"]["alpha"] = 0.1
+
+    plan = _pending_after_edit(workflow_dir, edit)
+    run = "results/tiny/runs/ffnn-1x16/ngd/seed0"
     assert plan["train"] == {
-        f"results/tiny/runs/ffnn-1x16/ngd/seed0/{name}"
-        for name in ("checkpoints", "epochs.parquet", "steps.parquet")
+        f"{run}/{n}" for n in ("checkpoints", "epochs.parquet", "steps.parquet")
     }
-    assert set(plan) == {"train", "training_table"}
-    assert plan["training_table"] == {"results/tiny/tables/training.parquet"}
+    for kind, detail in DETAIL_TABLE.items():
+        assert plan[kind] == {f"{run}/{kind}.parquet", f"{run}/{detail}.parquet"}
+    assert all(path.startswith("results/tiny/") for paths in plan.values() for path in paths)
+
+
+def test_editing_llc_settings_reruns_llc_only(workflow_dir):
+    def edit(config):
+        tiny = config["studies"]["tiny"]
+        tiny["analysis"] = copy.deepcopy(tiny["analysis"])  # a YAML alias shared with tiny_swap
+        tiny["analysis"]["llc"]["draws"] = 50
+
+    plan = _pending_after_edit(workflow_dir, edit)
+    runs = [f"results/tiny/runs/ffnn-1x16/{opt}/seed0" for opt in ("sgd", "ngd")]
+    assert plan["llc"] == {f"{r}/{n}.parquet" for r in runs for n in ("llc", "llc_trace")}
+    tables = {f"results/tiny/tables/{n}.parquet" for n in ("llc", "llc_trace")}
+    assert plan["study_table"] == tables
+    assert plan["generalisation"] == {"results/tiny/tables/generalisation.parquet"}
+    assert not {"train", "hessian", "fisher", "minimally_singular"} & set(plan)
 
 
 def test_editing_training_code_reruns_training_only(workflow_dir):

@@ -1,6 +1,7 @@
 import yaml
 
-from sltgeom.config import TRUNK, all_runs, run_dir, validate_config
+from sltgeom.config import TRUNK, all_runs, canonical, run_dir, validate_config
+from sltgeom.schemas import DETAIL_TABLE, RUN_FILE
 
 
 # Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
@@ -64,9 +65,65 @@ def trunk_of(run):
     return f"{trunk}/checkpoints"
 
 
-def training_tables():
-    return [f"results/{study}/tables/training.parquet" for study in config["studies"]]
+def dataset_of(wildcards):
+    return f"resources/datasets/{run_of(wildcards)['dataset']}.pt"
 
 
-def study_run_dirs(wildcards):
-    return [path for path, run in RUNS.items() if run["study"] == wildcards.study]
+def analyses_of(study):
+    """The per-checkpoint analyses (llc, hessian, fisher) enabled for a study."""
+    analysis = config["studies"][study]["analysis"]
+    return [kind for kind in DETAIL_TABLE if analysis[kind]["enabled"]]
+
+
+def tables_of(study):
+    """Names of a study's tables: training, steps, and those of its analyses."""
+    names = ["training", "steps"]
+    for kind in analyses_of(study):
+        names += [kind, DETAIL_TABLE[kind]]
+    if "llc" in analyses_of(study):
+        names.append("generalisation")
+    return names
+
+
+def result_tables():
+    tables = [
+        f"results/{study}/tables/{name}.parquet"
+        for study in config["studies"]
+        for name in tables_of(study)
+    ]
+    if config["minimally_singular"] is not None:
+        tables.append("results/minimally_singular/tables/toy.parquet")
+    return tables
+
+
+def run_tables(wildcards):
+    """The per-run files a study table concatenates."""
+    name = RUN_FILE[wildcards.table]
+    runs = [path for path, run in RUNS.items() if run["study"] == wildcards.study]
+    return [f"{path}/{name}.parquet" for path in runs]
+
+
+def settings_of(kind):
+    """Params function: a study's settings for one analysis, without workflow-only keys."""
+
+    def settings(wildcards):
+        block = config["studies"][wildcards.study]["analysis"][kind]
+        skip = ("enabled", "calibration")
+        return canonical({k: v for k, v in block.items() if k not in skip})
+
+    return settings
+
+
+def epochs_of(wildcards):
+    return config["studies"][wildcards.study]["analysis"]["epochs"]
+
+
+TOY = config["minimally_singular"]
+
+
+def toy_points():
+    return expand(
+        "results/minimally_singular/r{r}/seed{seed}.parquet",
+        r=TOY["ranks"],
+        seed=TOY["seeds"],
+    )

@@ -1,6 +1,6 @@
 rule train:
     input:
-        dataset=lambda wc: f"resources/datasets/{run_of(wc)['dataset']}.pt",
+        dataset=dataset_of,
         trunk=lambda wc: trunk_of(run_of(wc)) or [],
         code=library(
             "train.py",
@@ -33,18 +33,3 @@ rule train:
         progress=config["progress"],
     script:
         "../scripts/train.py"
-
-
-rule training_table:
-    input:
-        lambda wc: [f"{path}/epochs.parquet" for path in study_run_dirs(wc)],
-    output:
-        "results/{study}/tables/training.parquet",
-    log:
-        "logs/training_table/{study}.log",
-    benchmark:
-        "benchmarks/training_table/{study}.tsv"
-    conda:
-        "../../envs/sltgeom.yaml"
-    script:
-        "../scripts/concat_tables.py"

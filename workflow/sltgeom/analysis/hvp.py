@@ -144,13 +144,14 @@ class HVPOperator:
 
     def _graph_hvp(self, rows: Tensor) -> Tensor:
         total = torch.zeros_like(rows)
+        single = rows.shape[0] == 1  # no vmap: its conv/pool double-backward is not implemented
         for flat_grad in self._flat_grads():
             hv = torch.autograd.grad(
                 flat_grad,
                 self.params,
-                grad_outputs=rows,
+                grad_outputs=rows[0] if single else rows,
                 retain_graph=True,
-                is_grads_batched=True,
+                is_grads_batched=not single,
                 allow_unused=True,
             )
             total += _flatten_batched(hv, self.params, rows.shape[0])

@@ -20,6 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sltgeom.analysis.hessian import hessian_rank
+from sltgeom.analysis.hvp import HVPOperator
+from sltgeom.analysis.llc import estimate_llc
+
 
 class MinimallySingular(nn.Module):
     """w ∈ R^d (initialised at w* = 0); ``forward`` ignores its input and returns w."""
@@ -54,3 +58,20 @@ def toy_problem(d: int, r: int, n: int = 60_000):
     x = torch.zeros(n, 1)
     y = torch.zeros(n)
     return model, x, y, model.loss
+
+
+def measure_toy(
+    d: int, r: int, seed: int, settings, n: int = 60_000, rank_oversampling: int = 100
+) -> dict:
+    """LLC (with ``settings``, an LLCSettings) and Hessian rank of the toy at w* = 0, as a row.
+
+    The rank is exact (range finder with r + ``rank_oversampling`` probes) unless flagged.
+    """
+    model, x, y, loss_fn = toy_problem(d, r, n)
+    res = estimate_llc(model, x, y, settings, loss_fn=loss_fn)
+    op = HVPOperator(model, x[:1], y[:1], loss_fn)
+    rank, is_estimate = hessian_rank(op, k=r + rank_oversampling, seed=seed)
+    row = {**res.to_row(), "llc_per_chain": res.llc_per_chain.tolist()}
+    row.update(dimension=d, r=r, seed=seed, theory=r / 2, llc_ratio=res.llc_mean / (r / 2))
+    row.update(hessian_rank=rank, rank_is_estimate=is_estimate)
+    return row

@@ -1,0 +1,232 @@
+"""Per-checkpoint analysis of a run: epoch selection, tables keyed by run and epoch, resume."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SCHEMA
+
+from sltgeom.analysis import checkpoints as stage
+from sltgeom.analysis.generalisation import generalisation_table
+from sltgeom.analysis.measure import LLC_PRESETS, llc_settings, subset
+from sltgeom.analysis.toy import measure_toy
+from sltgeom.config import validate_config
+from sltgeom.schemas import TABLES
+from sltgeom.train import train_run
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+RUN = {"protocol": "standard", "optimizer": "sgd", "start_epoch": 0, "epochs": 10}
+BRANCH = {"protocol": "swap", "optimizer": "ngd", "start_epoch": 4, "epochs": 10}
+TRUNK_RUN = {"protocol": "swap", "optimizer": "trunk", "start_epoch": 0, "epochs": 4}
+
+
+@pytest.mark.parametrize(
+    "run, selection, expected",
+    [
+        (RUN, "all", list(range(11))),
+        (RUN, {"every": 4}, [0, 4, 8, 10]),
+        (RUN, [10, 3, 3, 42], [3, 10]),
+        (BRANCH, "all", [5, 6, 7, 8, 9, 10]),
+        (BRANCH, {"every": 4}, [8, 10]),
+        (TRUNK_RUN, {"every": 3}, [0, 3, 4]),
+    ],
+)
+def test_select_epochs(run, selection, expected):
+    assert stage.select_epochs(run, selection) == expected
+
+
+def test_analysis_seeds_differ_per_run_and_epoch():
+    seeds = {stage.analysis_seed(0, s, e) for s in range(5) for e in range(5)}
+    assert len(seeds) == 25 and stage.analysis_seed(0, 1, 2) == stage.analysis_seed(0, 1, 2)
+
+
+def test_llc_settings_presets_and_overrides():
+    assert llc_settings({"preset": "calibrated"}, 3).step_size == 5e-7
+    seeds = llc_settings({"preset": "seeds", "chains": 2}, 3)
+    assert (seeds.step_size, seeds.nbeta, seeds.chains, seeds.seed) == (1e-4, "batch", 2, 3)
+    assert llc_settings({"preset": "seeds", "nbeta": None}, 0).nbeta is None
+    assert set(LLC_PRESETS) == {"calibrated", "seeds"}
+
+
+def test_subset_is_seeded_and_bounded():
+    x, y = np.arange(10.0), np.arange(10)
+    import torch
+
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    a, b = subset(x, y, 4, seed=1)
+    assert len(a) == 4 and torch.equal(a.long(), b) and torch.equal(subset(x, y, 4, 1)[0], a)
+    assert subset(x, y, None, 0)[0] is x and subset(x, y, 99, 0)[0] is x
+
+
+@pytest.fixture(scope="module")
+def trained_run(digits_path, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    run = {
+        "study": "s",
+        "architecture": "ffnn-1x8",
+        "optimizer": "sgd",
+        "seed": 0,
+        "dataset": "digits",
+        "protocol": "standard",
+        "arch_spec": {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": 8},
+        "optim_spec": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+        "batch_size": 64,
+        "start_epoch": 0,
+        "epochs": 2,
+    }
+    outputs = {
+        k: folder / n
+        for k, n in [
+            ("checkpoints", "checkpoints"),
+            ("epochs", "e.parquet"),
+            ("steps", "s.parquet"),
+        ]
+    }
+    train_run(run, digits_path, outputs, device="cpu", progress=False)
+    return run, outputs
+
+
+def _study_settings(**analysis):
+    config = {
+        "studies": {
+            "s": {
+                "dataset": "digits",
+                "architectures": [{"type": "cnn"}],
+                "optimizers": {"a": {"type": "sgd", "lr": 0.1}},
+                "seeds": [0],
+                "epochs": 2,
+                "analysis": analysis,
+            }
+        }
+    }
+    return validate_config(config, SCHEMA)["studies"]["s"]["analysis"]
+
+
+QUICK = {
+    "llc": {"chains": 2, "draws": 20, "burn_in": 5, "batch_size": 64},
+    "hessian": {
+        "samples": 200,
+        "trace_probes": 8,
+        "slq_steps": 10,
+        "slq_probes": 2,
+        "rank_probes": 16,
+        "grid_size": 32,
+    },
+    "fisher": {"samples": 200, "grid_size": 32},
+}
+
+
+@pytest.mark.parametrize("kind", ["llc", "hessian", "fisher"])
+def test_analyse_run_writes_pinned_tables(kind, trained_run, digits_path, tmp_path):
+    run, outputs = trained_run
+    settings = _study_settings(**{kind: QUICK[kind]})[kind]
+    out = {"table": tmp_path / f"{kind}.parquet", "detail": tmp_path / "detail.parquet"}
+    table = stage.analyse_run(
+        kind,
+        run,
+        outputs["checkpoints"],
+        digits_path,
+        settings,
+        out,
+        epochs={"every": 2},
+        device="cpu",
+        progress=False,
+    )
+    assert list(table["epoch"]) == [0, 2] and set(table["study"]) == {"s"}
+    assert list(table.columns[:5]) == ["study", "architecture", "optimizer", "seed", "epoch"]
+    assert pd.read_parquet(out["table"]).equals(table)
+    detail = pd.read_parquet(out["detail"])
+    assert set(detail["epoch"]) == {0, 2} and len(detail) > 0
+    assert not (tmp_path / f".partial-{kind}").exists()
+
+
+def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path):
+    run, outputs = trained_run
+    settings = _study_settings(llc=QUICK["llc"])["llc"]
+    out = {"table": tmp_path / "llc.parquet", "detail": tmp_path / "trace.parquet"}
+    table = stage.analyse_run(
+        "llc",
+        run,
+        outputs["checkpoints"],
+        digits_path,
+        settings,
+        out,
+        epochs=[2],
+        device="cpu",
+        progress=False,
+    )
+    row = table.iloc[0]
+    assert row["gen_estimate"] == pytest.approx(row["loss_init"] + row["llc_mean"] / row["n"])
+    assert len(row["llc_per_chain"]) == 2 and row["llc_mean"] == pytest.approx(
+        np.mean(row["llc_per_chain"])
+    )
+    training = pd.read_parquet(outputs["epochs"])
+    assert row["loss_init"] == pytest.approx(
+        training.set_index("epoch").loc[2, "train_loss"], rel=1e-5
+    )
+    trace = pd.read_parquet(out["detail"])
+    assert len(trace) == 2 * 20 and set(trace["chain"]) == {0, 1}
+
+
+def test_analysis_resumes_from_finished_epochs(trained_run, digits_path, tmp_path, monkeypatch):
+    run, outputs = trained_run
+    settings = _study_settings(fisher=QUICK["fisher"])["fisher"]
+    out = {"table": tmp_path / "f.parquet", "detail": tmp_path / "d.parquet"}
+    calls = []
+    real = stage._measure_epoch
+
+    def flaky(kind, run, checkpoints, data, settings, epoch, device):
+        calls.append(epoch)
+        if epoch == 2 and calls.count(2) == 1:
+            raise KeyboardInterrupt
+        return real(kind, run, checkpoints, data, settings, epoch, device)
+
+    monkeypatch.setattr(stage, "_measure_epoch", flaky)
+    kwargs = dict(epochs="all", device="cpu", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        stage.analyse_run(
+            "fisher", run, outputs["checkpoints"], digits_path, settings, out, **kwargs
+        )
+    assert not out["table"].exists() and calls == [0, 1, 2]
+    stage.analyse_run("fisher", run, outputs["checkpoints"], digits_path, settings, out, **kwargs)
+    assert calls == [0, 1, 2, 2]
+    changed = {**settings, "samples": 100}
+    stage.analyse_run("fisher", run, outputs["checkpoints"], digits_path, changed, out, **kwargs)
+    assert calls == [0, 1, 2, 2, 0, 1, 2]
+
+
+def test_missing_checkpoints_are_skipped_with_a_warning(trained_run, tmp_path):
+    run, outputs = trained_run
+    with pytest.warns(UserWarning, match=r"no checkpoint for epochs \[3\]"):
+        assert stage.available_epochs({**run, "epochs": 3}, outputs["checkpoints"], "all") == [
+            0,
+            1,
+            2,
+        ]
+
+
+def test_generalisation_table_is_train_loss_plus_llc_over_n():
+    key = {
+        "study": ["s"] * 2,
+        "architecture": ["a"] * 2,
+        "optimizer": ["sgd"] * 2,
+        "seed": [0, 0],
+        "epoch": [1, 2],
+    }
+    llc = pd.DataFrame({**key, "loss_init": [0.5, 0.2], "llc_mean": [10.0, 20.0], "n": [100, 100]})
+    training = pd.DataFrame({**key, "val_loss": [0.7, 0.4]}).iloc[::-1]
+    table = generalisation_table(llc, training)
+    assert list(table["gen_estimate"]) == pytest.approx([0.6, 0.4])
+    assert list(table["gap_observed"]) == pytest.approx([0.2, 0.2])
+    assert list(table["gap_estimate"]) == pytest.approx([0.1, 0.2])
+    assert list(table.columns) == list(TABLES["generalisation"])
+
+
+def test_toy_measurement_reports_exact_rank_and_llc_near_r_over_2():
+    settings = llc_settings({"chains": 4, "draws": 2000, "burn_in": 2000}, seed=0)
+    row = measure_toy(2000, 20, 0, settings, n=60_000, rank_oversampling=10)
+    assert (row["hessian_rank"], row["rank_is_estimate"]) == (20, False)
+    assert row["theory"] == 10 and row["llc_ratio"] == pytest.approx(row["llc_mean"] / 10)
+    assert row["llc_ratio"] == pytest.approx(1, abs=0.15) and not math.isnan(row["llc_std"])

@@ -1,0 +1,48 @@
+# One job per (run, analysis): a study with many runs spreads over many cluster jobs, and each
+# analysis reruns only when its own settings (params) or code change.
+MEASURE_CODE = {
+    "llc": ["analysis/llc.py", "analysis/sgld.py"],
+    "hessian": ["analysis/hessian.py", "analysis/hvp.py"],
+    "fisher": ["analysis/fisher.py", "analysis/hessian.py"],
+}
+
+
+for kind, detail in DETAIL_TABLE.items():
+
+    rule:
+        name:
+            kind
+        input:
+            checkpoints=f"{RUN_PATTERN}/checkpoints",
+            dataset=dataset_of,
+            code=library(
+                "analysis/checkpoints.py",
+                "analysis/measure.py",
+                "checkpoint.py",
+                "models.py",
+                "schemas.py",
+                *MEASURE_CODE[kind],
+            ),
+        output:
+            table=f"{RUN_PATTERN}/{kind}.parquet",
+            detail=f"{RUN_PATTERN}/{detail}.parquet",
+        log:
+            f"logs/{kind}/{{study}}/{{architecture}}/{{optimizer}}/seed{{seed}}.log",
+        benchmark:
+            f"benchmarks/{kind}/{{study}}/{{architecture}}/{{optimizer}}/seed{{seed}}.tsv"
+        conda:
+            "../../envs/sltgeom.yaml"
+        threads: resource(kind, "threads")
+        resources:
+            gpu=GPU,
+            runtime=resource(kind, "runtime"),
+            mem_mb=resource(kind, "mem_mb"),
+        params:
+            kind=kind,
+            run=run_of,
+            settings=settings_of(kind),
+            epochs=epochs_of,
+            device=config["device"],
+            progress=config["progress"],
+        script:
+            "../scripts/analyse.py"

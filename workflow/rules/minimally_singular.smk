@@ -1,0 +1,46 @@
+# Seed 002: loss = sum of squares of r of d parameters; theory says LLC = rank(Hessian)/2 = r/2.
+rule minimally_singular:
+    input:
+        code=library(
+            "analysis/toy.py",
+            "analysis/llc.py",
+            "analysis/sgld.py",
+            "analysis/hessian.py",
+            "analysis/measure.py",
+        ),
+    output:
+        "results/minimally_singular/r{r}/seed{seed}.parquet",
+    log:
+        "logs/minimally_singular/r{r}/seed{seed}.log",
+    benchmark:
+        "benchmarks/minimally_singular/r{r}/seed{seed}.tsv"
+    wildcard_constraints:
+        r=r"\d+",
+    conda:
+        "../../envs/sltgeom.yaml"
+    threads: resource("minimally_singular", "threads")
+    resources:
+        gpu=GPU,
+        runtime=resource("minimally_singular", "runtime"),
+        mem_mb=resource("minimally_singular", "mem_mb"),
+    params:
+        toy=canonical({k: v for k, v in (TOY or {}).items() if k != "ranks"}),
+        device=config["device"],
+    script:
+        "../scripts/minimally_singular.py"
+
+
+rule toy_table:
+    input:
+        runs=toy_points() if TOY else [],
+        code=library("schemas.py"),
+    output:
+        "results/minimally_singular/tables/toy.parquet",
+    log:
+        "logs/toy_table.log",
+    conda:
+        "../../envs/sltgeom.yaml"
+    params:
+        table="toy",
+    script:
+        "../scripts/concat_tables.py"

@@ -1,0 +1,23 @@
+"""LLC and Hessian rank of the minimally singular model for one (r, seed)."""
+
+import sys
+
+import pandas as pd
+import torch
+
+from sltgeom.analysis.checkpoints import analysis_seed
+from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.toy import measure_toy
+from sltgeom.schemas import conform
+from sltgeom.tables import write_parquet
+from sltgeom.train import resolve_device
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+
+toy = snakemake.params.toy  # noqa: F821
+r, seed = int(snakemake.wildcards.r), int(snakemake.wildcards.seed)  # noqa: F821
+settings = llc_settings(toy["llc"], analysis_seed(toy["llc"]["seed"], seed, r))
+with torch.device(resolve_device(snakemake.params.device)):  # noqa: F821
+    row = measure_toy(toy["dimension"], r, seed, settings, toy["n"], toy["rank_oversampling"])
+write_parquet(conform(pd.DataFrame([row]), "toy"), snakemake.output[0])  # noqa: F821

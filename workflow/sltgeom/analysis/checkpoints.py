@@ -1,0 +1,132 @@
+"""Analyse the checkpoints of one training run: one table row and one detail table per epoch.
+
+`analyse_run` loads the run's checkpoints at the selected epochs, measures each (LLC, Hessian
+or Fisher, :mod:`sltgeom.analysis.measure`) and writes two Parquet tables keyed by run and
+epoch. Every finished epoch is kept in ``<run>/.partial-<kind>/`` under a fingerprint of the
+settings, so a killed job resumes where it stopped and a settings change starts afresh; the
+folder is removed once both tables are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from sltgeom.analysis.measure import MEASURES, Measurement
+from sltgeom.checkpoint import checkpoint_path, load_checkpoint
+from sltgeom.config import TRUNK
+from sltgeom.data import load_dataset
+from sltgeom.models import build_model
+from sltgeom.schemas import DETAIL_TABLE, concat_conformed
+from sltgeom.tables import write_parquet
+from sltgeom.train import ID_COLUMNS, resolve_device
+
+
+def select_epochs(run: Mapping, selection) -> list[int]:
+    """Epochs of ``run`` to analyse: ``"all"``, a list, or ``{"every": k}`` (multiples of k
+    and the last epoch). A swap branch skips its first epoch, the trunk's last checkpoint."""
+    first = run["start_epoch"] + (run["protocol"] == "swap" and run["optimizer"] != TRUNK)
+    last = run["epochs"]
+    span = range(first, last + 1)
+    if selection == "all":
+        return list(span)
+    if isinstance(selection, Mapping):
+        every = selection["every"]
+        return [e for e in span if e % every == 0 or e == last]
+    return sorted(e for e in set(selection) if first <= e <= last)
+
+
+def analysis_seed(base: int, run_seed: int, epoch: int) -> int:
+    """An independent sampler seed per (analysis seed, run seed, epoch)."""
+    return int(np.random.SeedSequence([base, run_seed, epoch]).generate_state(1)[0])
+
+
+def fingerprint(kind: str, settings: Mapping) -> str:
+    text = json.dumps({"kind": kind, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_model(path: Path, device: torch.device) -> torch.nn.Module:
+    saved = load_checkpoint(path, map_location=device)
+    model = build_model(saved["run"]["arch_spec"], saved["input_shape"], saved["n_classes"])
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval()
+
+
+def _keyed(frame: pd.DataFrame, run: Mapping, epoch: int) -> pd.DataFrame:
+    keys = {**{k: run[k] for k in ID_COLUMNS}, "epoch": epoch}
+    return pd.concat([pd.DataFrame(keys, index=frame.index), frame], axis=1)
+
+
+def _measure_epoch(kind, run, checkpoints, data, settings, epoch, device) -> Measurement:
+    model = load_model(checkpoint_path(checkpoints, epoch), device)
+    seed = analysis_seed(settings["seed"], run["seed"], epoch)
+    return MEASURES[kind](model, data, settings, seed)
+
+
+def _cached(cache: Path, epoch: int, compute) -> tuple[pd.DataFrame, pd.DataFrame]:
+    row_path = cache / f"epoch_{epoch:03d}.row.parquet"
+    detail_path = cache / f"epoch_{epoch:03d}.detail.parquet"
+    if not (row_path.exists() and detail_path.exists()):
+        result = compute()
+        write_parquet(result.detail, detail_path)
+        write_parquet(pd.DataFrame([result.row]), row_path)
+    return pd.read_parquet(row_path), pd.read_parquet(detail_path)
+
+
+def available_epochs(run: Mapping, checkpoints: str | Path, selection) -> list[int]:
+    """Selected epochs with a checkpoint; a diverged run has none after it diverged."""
+    wanted = select_epochs(run, selection)
+    found = [e for e in wanted if checkpoint_path(checkpoints, e).exists()]
+    if len(found) < len(wanted):
+        missing = sorted(set(wanted) - set(found))
+        message = f"{checkpoints}: no checkpoint for epochs {missing} (diverged run?)"
+        warnings.warn(message, stacklevel=2)
+    return found
+
+
+def analyse_run(
+    kind: str,
+    run: Mapping,
+    checkpoints: str | Path,
+    dataset: str | Path,
+    settings: Mapping,
+    outputs: Mapping,
+    *,
+    epochs="all",
+    device: str = "auto",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Measure ``kind`` at the selected checkpoints; write ``outputs["table"]`` and
+    ``outputs["detail"]``; return the table."""
+    dev = resolve_device(device)
+    data = load_dataset(dataset, device=dev)
+    table_path = Path(outputs["table"])
+    cache = (
+        table_path.parent / f".partial-{kind}" / fingerprint(kind, {**settings, "epochs": epochs})
+    )
+    if cache.parent.exists():
+        for stale in cache.parent.iterdir():
+            if stale != cache:
+                shutil.rmtree(stale)
+    rows, details = [], []
+    for epoch in tqdm(available_epochs(run, checkpoints, epochs), desc=kind, disable=not progress):
+        compute = partial(_measure_epoch, kind, run, checkpoints, data, settings, epoch, dev)
+        row, detail = _cached(cache, epoch, compute)
+        rows.append(_keyed(row, run, epoch))
+        details.append(_keyed(detail, run, epoch))
+    table = concat_conformed(rows, kind)
+    write_parquet(concat_conformed(details, DETAIL_TABLE[kind]), outputs["detail"])
+    write_parquet(table, table_path)
+    shutil.rmtree(cache.parent)
+    return table
