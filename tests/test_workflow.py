@@ -131,3 +131,13 @@ def test_editing_training_code_reruns_training_only(workflow_dir):
     trained = {path.rsplit("/", 1)[0] for path in plan["train"]}
     assert len(trained) == 5  # tiny: sgd, ngd; tiny_swap: trunk, sgd, ngd
     assert "dataset" not in plan
+
+
+def test_calibration_target_sweeps_the_last_checkpoints(workflow_dir):
+    snakemake(workflow_dir, "calibrate_llc")
+    folder = workflow_dir / "results/tiny/calibration/ffnn-1x16/sgd/seed0"
+    table = pd.read_parquet(folder / "epoch2.parquet")
+    assert list(table["step_size"]) == [1e-5, 1e-4] and set(table["epoch"]) == {2}
+    assert {"llc_mean", "mala_acceptance", "trace_rising", "ok"} <= set(table.columns)
+    swap = workflow_dir / "results/tiny_swap/calibration/ffnn-1x16/trunk/seed0/epoch1.parquet"
+    assert swap.exists()

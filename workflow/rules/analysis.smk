@@ -46,3 +46,37 @@ for kind, detail in DETAIL_TABLE.items():
             progress=config["progress"],
         script:
             "../scripts/analyse.py"
+
+
+# Not part of `all`: `snakemake calibrate_llc` sweeps step size x localization at the last
+# checkpoint of the first seed of every (architecture, optimizer) (docs/llc.md).
+rule calibrate_llc_checkpoint:
+    input:
+        checkpoints=f"{RUN_PATTERN}/checkpoints",
+        dataset=dataset_of,
+        code=library("analysis/calibration.py", "analysis/llc.py", "analysis/sgld.py"),
+    output:
+        "results/{study}/calibration/{architecture}/{optimizer}/seed{seed}/epoch{epoch}.parquet",
+    log:
+        "logs/calibrate_llc/{study}/{architecture}/{optimizer}/seed{seed}/epoch{epoch}.log",
+    benchmark:
+        "benchmarks/calibrate_llc/{study}/{architecture}/{optimizer}/seed{seed}/epoch{epoch}.tsv"
+    conda:
+        "../../envs/sltgeom.yaml"
+    threads: resource("llc", "threads")
+    resources:
+        gpu=GPU,
+        runtime=resource("llc", "runtime"),
+        mem_mb=resource("llc", "mem_mb"),
+    params:
+        run=run_of,
+        settings=settings_of("llc"),
+        grid=lambda wc: config["studies"][wc.study]["analysis"]["llc"]["calibration"],
+        device=config["device"],
+    script:
+        "../scripts/calibrate_llc.py"
+
+
+rule calibrate_llc:
+    input:
+        calibration_targets(),

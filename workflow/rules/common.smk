@@ -114,6 +114,18 @@ def settings_of(kind):
     return settings
 
 
+def calibration_targets():
+    """Last checkpoint of the first seed of every (architecture, optimizer) with LLC enabled."""
+    pattern = "results/{study}/calibration/{architecture}/{optimizer}/seed{seed}"
+    targets = []
+    for run in RUNS.values():
+        study = config["studies"][run["study"]]
+        if "llc" in analyses_of(run["study"]) and run["seed"] == study["seeds"][0]:
+            folder = pattern.format(**run)
+            targets.append(f"{folder}/epoch{run['epochs']}.parquet")
+    return targets
+
+
 def epochs_of(wildcards):
     return config["studies"][wildcards.study]["analysis"]["epochs"]
 

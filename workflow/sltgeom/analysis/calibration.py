@@ -1,0 +1,46 @@
+"""LLC sampler calibration at one checkpoint: a sweep over step size ε and localization γ.
+
+Rows as :func:`sltgeom.analysis.llc.calibrate`, keyed by run and epoch. How to read them is in
+docs/llc.md: prefer the largest ε whose chains are flat (no ``trace_rising``), with no negative
+or below-init flags, and an LLC that is stable between neighbouring ε.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from sltgeom.analysis.checkpoints import analysis_seed, load_model
+from sltgeom.analysis.llc import calibrate
+from sltgeom.analysis.measure import llc_settings
+from sltgeom.checkpoint import checkpoint_path
+from sltgeom.data import load_dataset
+from sltgeom.train import ID_COLUMNS, resolve_device
+
+
+def calibrate_checkpoint(
+    run: Mapping,
+    checkpoints: str | Path,
+    dataset: str | Path,
+    epoch: int,
+    settings: Mapping,
+    grid: Mapping,
+    device: str = "auto",
+) -> pd.DataFrame:
+    dev = resolve_device(device)
+    data = load_dataset(dataset, device=dev)
+    model = load_model(checkpoint_path(checkpoints, epoch), dev)
+    base = llc_settings(settings, analysis_seed(settings["seed"], run["seed"], epoch))
+    table = calibrate(
+        model,
+        data.x_train,
+        data.y_train,
+        grid["step_sizes"],
+        grid["localizations"],
+        base,
+        engine=settings["engine"],
+    )
+    keys = {**{k: run[k] for k in ID_COLUMNS}, "epoch": epoch}
+    return pd.concat([pd.DataFrame(keys, index=table.index), table], axis=1)
