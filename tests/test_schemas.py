@@ -1,0 +1,86 @@
+"""The Parquet tables' columns are pinned: changing one is a deliberate edit here and in
+docs/tables.md, never a side effect."""
+
+import pandas as pd
+import pytest
+
+from sltgeom.schemas import (
+    DETAIL_TABLE,
+    RUN_FILE,
+    TABLES,
+    SchemaError,
+    concat_conformed,
+    conform,
+    empty,
+    schema_columns,
+)
+
+KEY = ["study", "architecture", "optimizer", "seed", "epoch"]
+SETTINGS = [
+    "llc_sampler", "llc_chains", "llc_draws", "llc_burn_in", "llc_step_size",
+    "llc_localization", "llc_batch_size", "llc_seed", "llc_diffusion_factor",
+    "llc_nbeta_setting",
+]  # fmt: skip
+PINNED = {
+    "training": [*KEY, "train_loss", "train_acc", "val_loss", "val_acc", "ngd_fallbacks",
+                 "train_loss_running", "update_norm_mean", "seconds", "diverged", "device"],
+    "steps": [*KEY, "step", "loss", "update_norm"],
+    "llc": [*KEY, "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic",
+            "mala_acceptance", "trace_rising", "trace_slope_t", "negative_llc",
+            "loss_below_init", "nbeta", "n", "gen_estimate", "engine", "seconds", *SETTINGS],
+    "llc_trace": [*KEY, "chain", "draw", "loss"],
+    "hessian": [*KEY, "lambda_*", "trace", "trace_stderr", "rank", "rank_is_estimate",
+                "n_params", "n_samples"],
+    "hessian_density": [*KEY, "eigenvalue", "density"],
+    "fisher": [*KEY, "fisher_trace", "fisher_diag_max", "fisher_diag_q0.5", "fisher_diag_q0.9",
+               "fisher_diag_q0.99", "kfac_trace", "kfac_max", "n_params", "n_samples"],
+    "fisher_density": [*KEY, "log10_eigenvalue", "density"],
+    "generalisation": [*KEY, "train_loss", "llc_mean", "n", "gen_estimate", "val_loss",
+                       "gap_estimate", "gap_observed"],
+    "toy": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank", "rank_is_estimate",
+            "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic", "mala_acceptance",
+            "trace_rising", "trace_slope_t", "negative_llc", "loss_below_init", "nbeta", "n",
+            "engine", "seconds", *SETTINGS],
+}  # fmt: skip
+
+
+def test_every_table_is_pinned():
+    assert {name: list(cols) for name, cols in TABLES.items()} == PINNED
+    assert set(RUN_FILE) | {"generalisation", "toy"} == set(TABLES)
+    assert set(DETAIL_TABLE) | set(DETAIL_TABLE.values()) <= set(TABLES)
+
+
+def test_every_table_is_documented():
+    from conftest import REPO
+
+    doc = (REPO / "docs" / "tables.md").read_text()
+    for name, columns in PINNED.items():
+        for column in columns:
+            assert f"`{column.replace('_*', '_1')}`" in doc or column in KEY, (name, column)
+
+
+def test_conform_orders_casts_and_expands_wildcards():
+    row = {"study": "s", "architecture": "a", "optimizer": "o", "seed": 1, "epoch": 2,
+           "trace": 1.0, "trace_stderr": 0.1, "rank": 3.0, "rank_is_estimate": False,
+           "n_params": 9, "n_samples": 4,
+           "lambda_10": 0.5, "lambda_2": 2.0, "lambda_1": 3.0}  # fmt: skip
+    frame = conform(pd.DataFrame([row]).iloc[:, ::-1], "hessian")
+    assert list(frame.columns) == [*KEY, "lambda_1", "lambda_2", "lambda_10", "trace",
+                                   "trace_stderr", "rank", "rank_is_estimate", "n_params",
+                                   "n_samples"]  # fmt: skip
+    assert frame["rank"].dtype == "int64" and frame["seed"].dtype == "int64"
+    assert schema_columns("hessian", ["lambda_3", "lambda_x"])["lambda_3"] == "float64"
+
+
+def test_conform_names_the_table_and_the_columns():
+    frame = pd.DataFrame({"study": ["s"], "bogus": [1]})
+    with pytest.raises(
+        SchemaError,
+        match=r"table 'steps': missing columns \['architecture'.*unexpected \['bogus'\]",
+    ):
+        conform(frame, "steps")
+
+
+def test_empty_tables_keep_their_columns():
+    assert list(empty("llc_trace").columns) == PINNED["llc_trace"]
+    assert len(concat_conformed([], "fisher")) == 0
