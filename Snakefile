@@ -18,9 +18,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/minimally_singular.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         result_tables(),
+        "results/report.html",

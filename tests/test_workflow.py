@@ -102,7 +102,11 @@ def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
     }
     for kind, detail in DETAIL_TABLE.items():
         assert plan[kind] == {f"{run}/{kind}.parquet", f"{run}/{detail}.parquet"}
-    assert all(path.startswith("results/tiny/") for paths in plan.values() for path in paths)
+    report = {"figures", "report"}
+    assert all(
+        path.startswith("results/tiny/") for rule in set(plan) - report for path in plan[rule]
+    )
+    assert plan["report"] == {"results/report.html"}
 
 
 def test_editing_llc_settings_reruns_llc_only(workflow_dir):
@@ -117,7 +121,7 @@ def test_editing_llc_settings_reruns_llc_only(workflow_dir):
     tables = {f"results/tiny/tables/{n}.parquet" for n in ("llc", "llc_trace")}
     assert plan["study_table"] == tables
     assert plan["generalisation"] == {"results/tiny/tables/generalisation.parquet"}
-    assert not {"train", "hessian", "fisher", "minimally_singular"} & set(plan)
+    assert not {"train", "hessian", "fisher", "minimally_singular", "toy_figures"} & set(plan)
 
 
 def test_editing_training_code_reruns_training_only(workflow_dir):

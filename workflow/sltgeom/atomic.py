@@ -21,9 +21,16 @@ def atomic_output(dest: str | os.PathLike) -> Iterator[BinaryIO]:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 → the mode open() would give
         with os.fdopen(fd, "wb") as handle:
             yield handle
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,465 @@
+"""Figures, statistics and the HTML report, on synthetic tables (tests/report_fixtures.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import yaml
+from conftest import REPO
+from report_fixtures import (
+    DROP_EPOCH,
+    spec_params,
+    synthetic_config,
+    synthetic_report,
+    write_benchmark,
+    write_results,
+)
+from scipy import stats as scipy_stats
+
+from sltgeom.report import run_figures, study_figures, toy_figures, transition
+from sltgeom.report.downsample import bin_means, stride
+from sltgeom.report.gallery import read_index, read_tables, split_runs
+from sltgeom.report.html import stats_table
+from sltgeom.report.inputs import report_tables, study_spec, study_tables
+from sltgeom.report.provenance import benchmark_times, git_commit
+from sltgeom.report.static import to_png
+from sltgeom.report.stats import COLUMNS, llc_difference, welch
+from sltgeom.report.study import StudySpec, with_branch_start
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def config():
+    return synthetic_config()
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory, config):
+    return write_results(tmp_path_factory.mktemp("tables"), config)
+
+
+def spec_of(config, name) -> StudySpec:
+    return StudySpec.from_params(spec_params(config, name))
+
+
+def traces(fig: go.Figure, name: str) -> list:
+    return [t for t in fig.data if t.name == name]
+
+
+def one(fig: go.Figure, name: str):
+    found = traces(fig, name)
+    assert len(found) == 1, [t.name for t in fig.data]
+    return found[0]
+
+
+# ------------------------------------------------------------------------- statistics
+
+
+def test_welch_matches_a_hand_computation():
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0]
+    # By hand: means 2.5 and 4; s_a²/n_a = (5/3)/4 = 5/12, s_b²/n_b = 4/3; se² = 7/4;
+    # df = (7/4)² / ((5/12)²/3 + (4/3)²/2) = 1323/409.
+    se, df = math.sqrt(7 / 4), 1323 / 409
+    half = scipy_stats.t.ppf(0.975, df) * se
+    out = welch(a, b)
+    assert out["difference"] == pytest.approx(-1.5)
+    assert out["df"] == pytest.approx(df)
+    assert out["t"] == pytest.approx(-1.5 / se)
+    assert out["p_value"] == pytest.approx(2 * scipy_stats.t.sf(1.5 / se, df))
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((-1.5 - half, -1.5 + half))
+
+
+def test_welch_agrees_with_scipy_and_handles_small_samples():
+    rng = np.random.default_rng(0)
+    a, b = 23.7 + 0.8 * rng.standard_normal(30), 16.3 + 0.6 * rng.standard_normal(30)
+    out = welch(a, b)
+    ref = scipy_stats.ttest_ind(a, b, equal_var=False)
+    interval = ref.confidence_interval(0.95)
+    assert out["p_value"] == pytest.approx(ref.pvalue, rel=1e-9) and out["p_value"] < 1e-30
+    assert out["t"] == pytest.approx(ref.statistic)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((interval.low, interval.high))
+    assert math.isnan(welch([1.0], [2.0, 3.0])["p_value"])
+    assert welch([1.0, np.nan, 3.0], [5.0, 6.0])["difference"] == pytest.approx(-3.5)
+
+
+def test_llc_difference_pairs_final_epoch_branches(config, tables):
+    stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
+    assert list(stats.columns) == list(COLUMNS)
+    assert list(stats["architecture"]) == ["ffnn-1x16", "cnn-k0"]
+    llc = tables["ngd_vs_sgd"]["llc"]
+    for row in stats.itertuples():
+        final = llc[(llc["architecture"] == row.architecture) & (llc["epoch"] == 4)]
+        ngd = final.loc[final["optimizer"] == "ngd", "llc_mean"]
+        sgd = final.loc[final["optimizer"] == "sgd", "llc_mean"]
+        assert row.llc_ngd_mean == pytest.approx(ngd.mean())
+        assert row.llc_sgd_std == pytest.approx(sgd.std(ddof=1))
+        assert row.p_value == pytest.approx(scipy_stats.ttest_ind(ngd, sgd, equal_var=False).pvalue)
+        assert row.difference > 5 and row.ci_low > 0
+    cnn = stats.set_index("architecture").loc["cnn-k0"]
+    assert (cnn["n_ngd"], cnn["n_sgd"]) == (2, 3)  # seed 2 of NGD diverged at the last epoch
+    ffnn = stats.set_index("architecture").loc["ffnn-1x16"]
+    assert (ffnn["flagged_ngd"], ffnn["flagged_sgd"]) == (0, 1)  # trace_rising, seed 0
+
+
+def test_llc_difference_of_swap_and_single_optimizer_studies(config, tables):
+    swap = llc_difference(tables["ngd_vs_sgd_swap"]["llc"], spec_of(config, "ngd_vs_sgd_swap"))
+    assert len(swap) == 1 and (swap["ngd"].item(), swap["sgd"].item()) == ("ngd", "sgd")
+    assert swap["epoch"].item() == 4 and swap["n_sgd"].item() == 2
+    empty = llc_difference(None, spec_of(config, "phase_transitions"))
+    assert empty.empty and list(empty.columns) == list(COLUMNS)
+
+
+def test_stats_table_formats_mean_std_and_interval(config, tables):
+    stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
+    shown = stats_table(stats)
+    assert shown.loc[0, "NGD LLC"].endswith("(n=3)") and "±" in shown.loc[0, "NGD LLC"]
+    assert shown.loc[0, "95% interval"].startswith("[")
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def test_llc_final_has_one_point_per_seed_and_the_mean(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd")
+    llc = tables["ngd_vs_sgd"]["llc"]
+    fig = study_figures.llc_final(llc, spec, "t")
+    final = llc[llc["epoch"] == 4]
+    for opt in ("sgd", "ngd"):
+        rows = final[final["optimizer"] == opt]
+        points = one(fig, f"{opt} seeds")
+        expected = [
+            rows[rows["architecture"] == a].sort_values("seed")["llc_mean"]
+            for a in ("ffnn-1x16", "cnn-k0")
+        ]
+        assert np.allclose(points.y, np.concatenate(expected))
+        means = one(fig, f"{opt} mean ± std")
+        assert np.allclose(means.y, [e.mean() for e in expected])
+        assert np.allclose(means.error_y.array, [e.std(ddof=1) for e in expected])
+    assert list(fig.layout.xaxis.ticktext) == ["ffnn-1x16", "cnn-k0"]
+
+
+def test_swap_figures_draw_trunk_then_branches_and_mark_the_branch_point(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd_swap")
+    training = split_runs(tables["ngd_vs_sgd_swap"])[("ffnn-1x16", 0)]["training"]
+    fig = run_figures.loss(training, spec, "t")
+    assert list(one(fig, "trunk train").x) == [0, 1, 2]
+    assert list(one(fig, "ngd train").x) == [2, 3, 4]
+    assert one(fig, "ngd train").y[0] == pytest.approx(one(fig, "trunk train").y[-1])
+    assert [s.x0 for s in fig.layout.shapes] == [2]
+    epochs = study_figures.llc_epochs(tables["ngd_vs_sgd_swap"]["llc"], spec, "t")
+    assert {s.x0 for s in epochs.layout.shapes} == {2}
+    assert list(one(epochs, "trunk").x) == [0, 1, 2]
+
+
+def test_with_branch_start_prepends_the_trunk_row_where_missing(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd_swap")
+    training = tables["ngd_vs_sgd_swap"]["training"]
+    without = training[~((training["optimizer"] == "sgd") & (training["epoch"] == 2))]
+    restored = with_branch_start(without, spec)
+    start = restored[(restored["optimizer"] == "sgd") & (restored["epoch"] == 2)]
+    trunk = training[(training["optimizer"] == "trunk") & (training["epoch"] == 2)]
+    assert np.allclose(
+        start.sort_values("seed")["train_loss"], trunk.sort_values("seed")["train_loss"]
+    )
+
+
+def test_llc_convergence_ends_at_each_chain_estimate(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd")
+    part = split_runs(tables["ngd_vs_sgd"])[("ffnn-1x16", 1)]
+    fig = run_figures.llc_convergence(part["llc"], part["llc_trace"], spec, "t", max_points=7)
+    ngd = [t for t in fig.data if t.name.startswith("ngd")]
+    row = part["llc"][(part["llc"]["optimizer"] == "ngd") & (part["llc"]["epoch"] == 4)]
+    assert len(ngd) == 2 and all(len(t.x) <= 7 for t in ngd)
+    assert [t.y[-1] for t in ngd] == pytest.approx(list(row["llc_per_chain"].item()), rel=1e-5)
+
+
+def test_read_tables_reads_only_last_epoch_draws(tmp_path, tables):
+    for name in ("llc", "llc_trace"):
+        tables["ngd_vs_sgd"][name].to_parquet(tmp_path / f"{name}.parquet")
+    read = read_tables([tmp_path / "llc.parquet", tmp_path / "llc_trace.parquet"])
+    assert set(read["llc_trace"]["epoch"]) == {3, 4}  # 3: last of the run that diverged
+    assert len(read["llc"]) == len(tables["ngd_vs_sgd"]["llc"])
+
+
+def test_llc_hessian_marks_flags_and_lower_bound_ranks(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd")
+    part = split_runs(tables["ngd_vs_sgd"])[("ffnn-1x16", 0)]
+    fig = run_figures.llc_hessian(part["llc"], part["hessian"], spec, "t")
+    flagged = one(fig, "sgd flagged")
+    assert list(flagged.x) == [4] and flagged.text == ("trace_rising",)
+    assert list(one(fig, "ngd rank ≥ (probe budget)").x) == [4]
+    only_llc = run_figures.llc_hessian(part["llc"], None, spec, "t")
+    assert {t.name for t in only_llc.data} >= {"sgd LLC", "ngd LLC"}
+    assert run_figures.llc_hessian(None, None, spec, "t") is None
+
+
+def test_update_norms_per_step_use_fractional_epochs():
+    steps = pd.DataFrame({"epoch": [1, 1, 1, 2, 2, 2], "step": range(1, 7)})
+    assert np.allclose(run_figures.step_epochs(steps), [1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    x, y = bin_means(np.arange(10.0), np.arange(10.0), 3)
+    assert len(x) == 3 and np.allclose(y, [1.5, 5, 8])
+    assert list(stride(10, 4)) == [0, 3, 6, 9] and list(stride(3, 10)) == [0, 1, 2]
+
+
+def test_transition_brackets_the_largest_loss_drop(config, tables):
+    spec = spec_of(config, "phase_transitions")
+    part = split_runs(tables["phase_transitions"])[("ffnn-5x32", 0)]
+    assert transition.loss_drop(part["training"])[:2] == (DROP_EPOCH - 1, DROP_EPOCH)
+    fig, drops = transition.transition(
+        part["training"], part["hessian_density"], part["fisher_density"], spec, "t"
+    )
+    assert drops[0]["before"] == DROP_EPOCH - 1 and drops[0]["after"] == DROP_EPOCH
+    names = {t.name for t in fig.data}
+    assert names == {f"sgd before (epoch {DROP_EPOCH - 1})", f"sgd after (epoch {DROP_EPOCH})"}
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}  # Hessian left, Fisher right
+    assert transition.bracket([0, 2, 5, 6], before=3, after=4) == (2, 5)
+    assert transition.bracket([5], before=3, after=4) == (None, 5)
+
+
+def test_toy_figures_show_the_theory_lines(tables):
+    toy = tables["minimally_singular"]["toy"]
+    fig = toy_figures.llc_vs_theory(toy)
+    theory = one(fig, "theory: λ = r/2")
+    assert np.allclose(theory.x, theory.y)
+    assert np.allclose(theory.x, np.log10(np.array([10, 100, 1000]) / 2))
+    points = one(fig, "estimate (one per seed)")
+    ordered = toy.sort_values(["r", "seed"])
+    assert len(points.x) == len(toy) == 6
+    assert np.allclose(points.y, np.log10(ordered["llc_mean"]))
+    rank = toy_figures.rank_vs_r(toy)
+    assert np.allclose(one(rank, "theory: rank = r").y, [10, 100, 1000])
+    assert list(one(rank, "rank ≥ (probe budget reached)").x) == [1000, 1000]
+    assert rank.layout.xaxis.type == "log" and rank.layout.yaxis.type == "log"
+
+
+def test_static_png_of_subplots_log_axes_and_lines(tmp_path):
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True)
+    fig.add_scatter(x=[0, 1, 2], y=[1, 10, 100], error_y={"array": [1, 1, 1]}, row=1, col=1)
+    fig.add_scatter(x=[0, 1, 2], y=[3, 2, 1], mode="markers", row=2, col=1)
+    fig.add_vline(x=1, row="all", col="all", annotation_text="branch point")
+    fig.update_yaxes(type="log", row=1, col=1)
+    png = to_png(fig, tmp_path / "f.png", dpi=30)
+    assert png.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(TypeError, match="Bar"):
+        to_png(go.Figure(go.Bar(x=[1], y=[1])), tmp_path / "bar.png")
+
+
+# ----------------------------------------------------------------------- figure folders
+
+
+def test_figure_folders_hold_png_html_json_and_an_index():
+    results = synthetic_report().parent
+    folder = results / "ngd_vs_sgd" / "figures"
+    index = read_index(folder)
+    names = [e["name"] for e in index["figures"]]
+    assert {"study.llc_final", "study.llc_epochs", "study.llc_difference"} <= set(names)
+    assert "ffnn-1x16.seed0.transition" in names
+    for name in names:
+        for ext in ("png", "html", "json"):
+            assert (folder / f"{name}.{ext}").stat().st_size > 0
+    assert (folder / "plotly.min.js").exists()
+    html = (folder / "ffnn-1x16.seed0.loss.html").read_text()
+    assert 'src="plotly.min.js"' in html
+    stats = pd.read_parquet(results / "ngd_vs_sgd" / "tables" / "llc_difference.parquet")
+    assert len(stats) == 2
+    notes = read_index(results / "phase_transitions" / "figures")["notes"]
+    assert any(note.startswith("llc analysis not run") for note in notes)
+
+
+# ------------------------------------------------------------------------------- report
+
+
+@pytest.fixture(scope="module")
+def report_html():
+    return synthetic_report().read_text(encoding="utf-8")
+
+
+def test_report_is_self_contained_with_plotly_once(report_html):
+    assert re.search(r"<script[^>]*\bsrc\s*=", report_html, re.I) is None
+    assert re.search(r"<link[^>]*href\s*=\s*[\"']?(https?:)?//", report_html, re.I) is None
+    assert report_html.count("* plotly.js v") == 1
+    assert report_html.count("Plotly.newPlot(") >= 20
+
+
+def test_report_sections_follow_config_order_then_toy_then_provenance(report_html):
+    anchors = re.findall(r'<h2 id="([^"]+)"', report_html)
+    assert anchors == [
+        "study-ngd_vs_sgd",
+        "study-ngd_vs_sgd_swap",
+        "study-phase_transitions",
+        "minimally-singular",
+        "provenance",
+    ]
+
+
+def test_report_embeds_representative_seed_and_across_seed_figures(report_html):
+    results = synthetic_report().parent
+    expected = 0
+    for study in ("ngd_vs_sgd", "ngd_vs_sgd_swap", "phase_transitions", "minimally_singular"):
+        entries = read_index(results / study / "figures")["figures"]
+        expected += sum(e["scope"] != "run" or e["representative"] for e in entries)
+    assert report_html.count('class="plotly-graph-div"') == expected
+    assert "ffnn-1x16, seed 0 (representative seed)" in report_html
+
+
+def test_report_shows_statistics_diagnostics_and_provenance(report_html):
+    assert "NGD − SGD LLC at the final epoch" in report_html
+    assert "1 run(s) diverged" in report_html  # cnn-k0 ngd seed 2
+    assert "trace_rising" in report_html and "loss_below_init" in report_html
+    assert "Hessian rank(s) reached the probe budget" in report_html
+    assert "llc analysis not run for this study" in report_html
+    assert "git commit" in report_html and ">torch<" in report_html
+    assert "Wall time per rule" in report_html and ">train<" in report_html
+    assert "Largest drop: sgd: epoch 2 → 3" in report_html
+    assert "Full configuration used" in report_html
+
+
+def test_report_size_stays_small():
+    size = synthetic_report().stat().st_size
+    print(f"report size: {size / 1e6:.2f} MB")
+    assert size < 8e6
+
+
+def test_rule_inputs_leave_out_disabled_analyses():
+    config = synthetic_config()
+    standard = study_tables(config, "ngd_vs_sgd")
+    assert "results/ngd_vs_sgd/tables/llc_trace.parquet" in standard and len(standard) == 9
+    phase = {p.rsplit("/", 1)[1] for p in study_tables(config, "phase_transitions")}
+    assert phase == {
+        f"{n}.parquet"
+        for n in ("training", "steps", "hessian", "hessian_density", "fisher", "fisher_density")
+    }
+    report = report_tables(config)
+    assert "results/phase_transitions/tables/llc.parquet" not in report
+    assert "results/minimally_singular/tables/toy.parquet" in report
+    spec = study_spec(config, "ngd_vs_sgd_swap")
+    assert spec["optimizers"] == [["sgd", "sgd"], ["ngd", "ngd"]] and spec["swap_epoch"] == 2
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def test_benchmark_times_sum_per_rule(tmp_path):
+    write_benchmark(tmp_path / "train" / "a" / "seed0.tsv", 3.0)
+    write_benchmark(tmp_path / "train" / "b" / "seed1.tsv", 5.0)
+    write_benchmark(tmp_path / "report" / "report.tsv", 1.5)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.tsv").write_text("not a benchmark\n")
+    times = benchmark_times(tmp_path).set_index("rule")
+    assert times.loc["train", "jobs"] == 2 and times.loc["train", "total_s"] == pytest.approx(8)
+    assert times.loc["train", "max_s"] == pytest.approx(5)
+    assert times.loc["report", "total_s"] == pytest.approx(1.5)
+    assert "broken" not in times.index
+
+
+def test_git_commit_names_the_checkout(tmp_path):
+    assert git_commit(tmp_path).startswith("unknown")
+    if (REPO / ".git").exists():
+        assert re.match(r"[0-9a-f]{40}", git_commit(REPO))
+
+
+# ----------------------------------------------------------------------- the rules
+
+
+def snakemake(workdir, *args) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *args]
+    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def planned_rules(workdir) -> set[str]:
+    """Rules a dry run would execute (from Snakemake's job-stats table)."""
+    out = snakemake(workdir, "-n", "results/report.html")
+    if "Nothing to be done" in out:
+        return set()
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.split()[0] != "total"}
+
+
+@pytest.fixture(scope="module")
+def report_workflow(tmp_path_factory):
+    """The figure and report rules on synthetic tables: a Snakefile with common.smk and
+    report.smk only, so the tables stand in for the training and analysis rules' outputs."""
+    workdir = tmp_path_factory.mktemp("report_workflow")
+    for folder in ("workflow", "config", "envs"):
+        ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+        shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
+    (workdir / "Snakefile").write_text(
+        'configfile: "config/config.yaml"\n\n\n'
+        'include: "workflow/rules/common.smk"\n'
+        'include: "workflow/rules/report.smk"\n\n\n'
+        'rule all:\n    input:\n        "results/report.html",\n'
+    )
+    config = synthetic_config()
+    del config["studies"]["ngd_vs_sgd"]
+    config["report"] = {"run_figures": "representative", "dpi": 30}
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    write_results(workdir, config)
+    snakemake(workdir, "results/report.html")
+    return workdir
+
+
+@pytest.mark.slow  # runs Snakemake
+def test_rules_build_the_report_and_snakemake_report(report_workflow):
+    html = (report_workflow / "results" / "report.html").read_text()
+    assert "study-ngd_vs_sgd_swap" in html and "minimally-singular" in html
+    assert (report_workflow / "benchmarks" / "figures" / "ngd_vs_sgd_swap.tsv").exists()
+    assert (report_workflow / "logs" / "report" / "report.log").exists()
+    snakemake(report_workflow, "--report", "report.zip")
+    assert (report_workflow / "report.zip").stat().st_size > 0
+
+
+@contextlib.contextmanager
+def edited(path):
+    """Append a comment to ``path``; afterwards restore its text and its timestamps."""
+    original, times = path.read_text(), path.stat()
+    path.write_text(original + "\n# edited\n")
+    try:
+        yield
+    finally:
+        path.write_text(original)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
+@pytest.mark.slow  # runs Snakemake
+def test_editing_plotting_code_reruns_only_figures_and_report(report_workflow):
+    with edited(report_workflow / "workflow" / "sltgeom" / "report" / "static.py"):
+        assert planned_rules(report_workflow) == {"figures", "toy_figures", "report"}
+
+
+@pytest.mark.slow  # runs Snakemake
+def test_editing_report_code_or_options_reruns_only_what_uses_them(report_workflow):
+    with edited(report_workflow / "workflow" / "sltgeom" / "report" / "html.py"):
+        assert planned_rules(report_workflow) == {"report"}
+    path = report_workflow / "config" / "config.yaml"
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    config["report"]["max_points"] = 50
+    path.write_text(yaml.safe_dump(config))
+    try:
+        assert planned_rules(report_workflow) == {"figures", "toy_figures", "report"}
+    finally:
+        path.write_text(text)
+
+
+@pytest.mark.slow  # runs Snakemake
+def test_disabled_analysis_leaves_its_tables_out(report_workflow):
+    """phase_transitions has no LLC tables: the rule ran without them and drew the rest."""
+    results = report_workflow / "results" / "phase_transitions"
+    assert not (results / "tables" / "llc.parquet").exists()
+    figures = {e["figure"] for e in read_index(results / "figures")["figures"]}
+    assert figures == {"loss", "update_norms", "llc_hessian", "hessian_density", "transition"}

@@ -1,0 +1,248 @@
+"""All figures of a study (or of the toy model), written as interactive HTML, plotly JSON and
+static PNG into one flat folder with an ``index.json`` manifest that the report reads.
+
+File names: ``study.<figure>.*`` for across-seed figures, ``<architecture>.seed<s>.<figure>.*``
+for per-run ones; the HTML files share one ``plotly.min.js`` beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from . import run_figures, study_figures, toy_figures
+from .static import to_png
+from .stats import llc_difference
+from .study import StudySpec, architectures_in
+from .style import compact
+from .transition import transition
+
+DEFAULTS = {"run_figures": "all", "max_points": 400, "dpi": 100}
+CAPTIONS = {
+    "llc_final": "LLC at the final epoch per architecture: small points are seeds, diamonds "
+    "the mean ± standard deviation across seeds.",
+    "llc_epochs": "LLC per epoch, mean ± standard deviation across seeds.",
+    "llc_difference": "NGD − SGD difference of the final-epoch LLC with its 95% Welch "
+    "interval; an interval clear of 0 is a significant difference.",
+    "loss": "Training (solid) and validation (dotted) loss per epoch; an x marks divergence.",
+    "update_norms": "Update norm ‖Δw‖₂: mean per epoch (top) and per optimizer step, "
+    "bin-averaged for display (bottom).",
+    "llc_hessian": "LLC (mean ± std over chains; x: a diagnostic flag), Hessian rank "
+    "(open triangle: a lower bound at the probe budget) and Hessian trace (± stderr).",
+    "hessian_density": "Hessian eigenvalue density (stochastic Lanczos quadrature) at each "
+    "optimizer's last analysed epoch.",
+    "generalisation": "Validation loss (solid) beside the estimate train loss + LLC/n (dotted).",
+    "llc_convergence": "Running LLC estimate of each chain over the draws at the last "
+    "analysed epoch; converged chains flatten out.",
+    "transition": "Spectra before (dashed) and after (solid) the largest drop in training loss "
+    "between consecutive epochs: Hessian density (left), Fisher KFAC density (right).",
+    "toy_llc": "log LLC against log(r/2) for the minimally singular model; SLT predicts the "
+    "dashed line y = x.",
+    "toy_rank": "Hessian rank against r; SLT predicts rank = r (dashed).",
+}
+
+
+@dataclass
+class Entry:
+    """One figure of the folder, as listed in ``index.json``."""
+
+    name: str
+    figure: str
+    title: str
+    caption: str
+    scope: str  # "study", "run" or "toy"
+    architecture: str | None = None
+    seed: int | None = None
+    representative: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _add(out: list, fig: go.Figure | None, entry: Entry) -> None:
+    if fig is not None:
+        out.append((entry, fig))
+
+
+def _study_level(tables: Mapping, spec: StudySpec, stats: pd.DataFrame, out: list) -> None:
+    llc = tables.get("llc")
+    for figure, title, build in (
+        ("llc_final", "LLC at the final epoch across seeds", study_figures.llc_final),
+        ("llc_epochs", "LLC per epoch across seeds", study_figures.llc_epochs),
+    ):
+        full = f"{spec.name}: {title}"
+        _add(
+            out,
+            build(llc, spec, full),
+            Entry(f"study.{figure}", figure, full, CAPTIONS[figure], "study"),
+        )
+    title = f"{spec.name}: NGD − SGD LLC difference at the final epoch"
+    entry = Entry(
+        "study.llc_difference", "llc_difference", title, CAPTIONS["llc_difference"], "study"
+    )
+    _add(out, study_figures.llc_difference(stats, title), entry)
+
+
+def split_runs(tables: Mapping[str, pd.DataFrame]) -> dict[tuple, dict[str, pd.DataFrame]]:
+    """{(architecture, seed): {table name: its rows}}, grouped once (an absent pair gets an
+    empty frame with the table's columns)."""
+    groups = {
+        name: dict(list(frame.groupby(["architecture", "seed"]))) for name, frame in tables.items()
+    }
+    keys = set().union(*(g.keys() for g in groups.values())) if groups else set()
+    return {
+        (arch, int(seed)): {
+            name: groups[name].get((arch, seed), frame.iloc[0:0]) for name, frame in tables.items()
+        }
+        for arch, seed in keys
+    }
+
+
+def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, out, options):
+    label = f"{spec.name} · {arch} · seed {seed}"
+    n = options["max_points"]
+    built = {
+        "loss": run_figures.loss(part["training"], spec, f"{label}: loss"),
+        "update_norms": run_figures.update_norms(
+            part["training"], part["steps"], spec, f"{label}: update norms", n
+        ),
+        "llc_hessian": run_figures.llc_hessian(
+            part.get("llc"), part.get("hessian"), spec, f"{label}: LLC and Hessian"
+        ),
+        "hessian_density": run_figures.hessian_density(
+            part.get("hessian_density"), spec, f"{label}: Hessian spectrum at convergence"
+        ),
+        "generalisation": run_figures.generalisation(
+            part.get("generalisation"), spec, f"{label}: generalisation estimate"
+        ),
+        "llc_convergence": run_figures.llc_convergence(
+            part.get("llc"), part.get("llc_trace"), spec, f"{label}: LLC chains, last epoch", n
+        ),
+    }
+    fig, drops = transition(
+        part["training"],
+        part.get("hessian_density"),
+        part.get("fisher_density"),
+        spec,
+        f"{label}: spectra around the largest loss drop",
+    )
+    built["transition"] = fig
+    for figure, fig in built.items():
+        entry = Entry(
+            name=f"{arch}.seed{seed}.{figure}",
+            figure=figure,
+            title=fig.layout.title.text if fig is not None else "",
+            caption=CAPTIONS[figure],
+            scope="run",
+            architecture=arch,
+            seed=seed,
+            representative=rep,
+            extra={"drops": drops} if figure == "transition" else {},
+        )
+        _add(out, fig, entry)
+
+
+def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: Mapping):
+    """(entries with figures, LLC-difference table, notes) for one study's tables.
+
+    ``tables`` maps table names (``training``, ``llc``, ...) to frames; an absent analysis is
+    simply missing, and its figures are skipped with a note.
+    """
+    options = {**DEFAULTS, **options}
+    notes = [
+        f"{kind} analysis not run for this study: its figures are skipped."
+        for kind in ("llc", "hessian", "fisher")
+        if kind not in tables
+    ]
+    stats = llc_difference(tables.get("llc"), spec)
+    out: list = []
+    _study_level(tables, spec, stats, out)
+    training = tables["training"]
+    seeds = sorted(int(s) for s in training["seed"].unique())
+    rep = spec.representative_seed(seeds)
+    runs = split_runs(tables)
+    for arch in architectures_in(training, spec):
+        for seed in seeds:
+            if (arch, seed) in runs and (options["run_figures"] == "all" or seed == rep):
+                _per_run(runs[(arch, seed)], spec, arch, seed, seed == rep, out, options)
+    return out, stats, notes
+
+
+def toy_gallery(toy: pd.DataFrame):
+    """(entries with figures, notes) for the minimally singular table."""
+    out: list = []
+    for figure, build in (
+        ("toy_llc", toy_figures.llc_vs_theory),
+        ("toy_rank", toy_figures.rank_vs_r),
+    ):
+        fig = build(toy)
+        title = fig.layout.title.text if fig is not None else ""
+        _add(out, fig, Entry(f"toy.{figure}", figure, title, CAPTIONS[figure], "toy"))
+    notes = []
+    if toy is not None and (toy["llc_mean"] <= 0).any():
+        notes.append("Non-positive LLC estimates have no logarithm and are not plotted.")
+    return out, notes
+
+
+def write_gallery(entries: list, notes: list[str], folder: str | Path, dpi: int = 100) -> Path:
+    """Write every figure as ``<name>.json``, ``.html`` and ``.png``, and ``index.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry, fig in entries:
+        compact(fig)
+        (folder / f"{entry.name}.json").write_text(pio.to_json(fig, validate=False))
+        pio.write_html(fig, folder / f"{entry.name}.html", include_plotlyjs="directory")
+        to_png(fig, folder / f"{entry.name}.png", dpi=dpi)
+    index = {"figures": [asdict(entry) for entry, _ in entries], "notes": notes}
+    (folder / "index.json").write_text(json.dumps(index, indent=1, default=_plain))
+    return folder
+
+
+def _plain(value):
+    """JSON for numpy scalars in the manifest."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def read_tables(paths) -> dict[str, pd.DataFrame]:
+    """Parquet tables keyed by file stem (``.../tables/llc.parquet`` -> ``llc``).
+
+    Of ``llc_trace`` (every SGLD draw of every checkpoint) only the epochs that are some run's
+    last LLC epoch are read: the convergence figure shows those alone.
+    """
+    paths = {Path(p).stem: p for p in paths}
+    tables = {name: pd.read_parquet(p) for name, p in paths.items() if name != "llc_trace"}
+    if "llc_trace" in paths and "llc" in tables:
+        last = tables["llc"].groupby(["architecture", "optimizer", "seed"])["epoch"].max()
+        epochs = sorted({int(e) for e in last})
+        tables["llc_trace"] = pd.read_parquet(paths["llc_trace"], filters=[("epoch", "in", epochs)])
+    return tables
+
+
+def read_index(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / "index.json").read_text())
+
+
+def build_study_figures(
+    table_paths, spec: Mapping, options: Mapping, folder: str | Path, stats_path: str | Path
+) -> pd.DataFrame:
+    """Everything the ``figures`` rule makes: the figure folder and the LLC-difference table."""
+    from ..tables import write_parquet
+
+    options = {**DEFAULTS, **(options or {})}
+    entries, stats, notes = study_gallery(
+        read_tables(table_paths), StudySpec.from_params(spec), options
+    )
+    write_gallery(entries, notes, folder, dpi=options["dpi"])
+    write_parquet(stats, stats_path)
+    return stats
+
+
+def build_toy_figures(toy_path: str | Path, options: Mapping, folder: str | Path) -> Path:
+    """Everything the ``toy_figures`` rule makes: the minimally singular figure folder."""
+    options = {**DEFAULTS, **(options or {})}
+    entries, notes = toy_gallery(pd.read_parquet(toy_path))
+    return write_gallery(entries, notes, folder, dpi=options["dpi"])

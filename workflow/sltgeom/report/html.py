@@ -1,0 +1,364 @@
+"""The single-file HTML report (``results/report.html``).
+
+Self-contained: plotly.js is inlined once in the head and every figure is its plotly JSON (read
+from the figure folders' ``<name>.json``) drawn by one ``Plotly.newPlot`` call, so the file
+opens from ``file://`` with no network. Sections follow the studies in config order (the order
+of the paper), then the minimally singular model, then provenance.
+
+Per-run figures are embedded for one representative seed per architecture (every optimizer of
+the study is in each figure); the folders hold them for every seed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from plotly.offline import get_plotlyjs
+
+from ..atomic import atomic_output
+from . import diagnostics, provenance
+from .gallery import read_index
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 0 auto; padding: 0 1.5em;
+       color: #222; line-height: 1.45; }
+h1 { margin-top: 1em; } h2 { border-bottom: 2px solid #ddd; margin-top: 2.2em; }
+h3 { margin-top: 1.6em; } nav li { margin: .15em 0; }
+table { border-collapse: collapse; margin: .6em 0; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: left;
+         font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; }
+.figure { margin: 1.2em 0; } .caption { color: #555; font-size: .9em; margin: .2em 0 0 .4em; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .4em .8em; margin: .6em 0; }
+.ok { background: #eef7ee; border-left: 4px solid #3a9a3a; padding: .4em .8em; margin: .6em 0; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
+details { margin: .6em 0; } summary { cursor: pointer; color: #1f5fa8; }
+"""
+MAX_ROWS = 25
+PLOT_CONFIG = {"responsive": True, "displaylogo": False}
+
+
+@dataclass
+class StudyData:
+    """What the report shows of one study, read from ``results/<study>/``."""
+
+    name: str
+    config: dict
+    index: dict = field(default_factory=lambda: {"figures": [], "notes": []})
+    folder: Path | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def read_study(results: Path, name: str, config: Mapping) -> StudyData:
+    """A study's figure index and the tables the report needs (any may be absent)."""
+    folder = results / name / "figures"
+    data = StudyData(name, dict(config), folder=folder)
+    if (folder / "index.json").exists():
+        data.index = read_index(folder)
+    analysis = config.get("analysis", {})
+    for table in ("training", "llc", "hessian", "llc_difference", "toy"):
+        path = results / name / "tables" / f"{table}.parquet"
+        enabled = analysis.get(table, {}).get("enabled", True)  # a stale table stays unread
+        if path.exists() and enabled:
+            data.tables[table] = pd.read_parquet(path)
+    return data
+
+
+class Page:
+    """Accumulates HTML; numbers the figure divs."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.figures = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+        ident = f' id="{html.escape(anchor)}"' if anchor else ""
+        self.add(f"<h{level}{ident}>{html.escape(text)}</h{level}>")
+
+    def para(self, text: str, cls: str | None = None) -> None:
+        attr = f' class="{cls}"' if cls else ""
+        self.add(f"<p{attr}>{html.escape(text)}</p>")
+
+    def figure(self, path: Path, caption: str) -> None:
+        """Embed the plotly JSON at ``path`` as one figure."""
+        fig = json.loads(path.read_text())
+        self.figures += 1
+        ident = f"figure-{self.figures}"
+        height = fig.get("layout", {}).get("height", 450)
+        payload = json.dumps(fig, separators=(",", ":")).replace("</", "<\\/")
+        config = json.dumps(PLOT_CONFIG)
+        self.add(
+            f'<div class="figure"><div id="{ident}" class="plotly-graph-div" '
+            f'style="height:{int(height)}px;width:100%"></div>'
+            f"<script>(function(){{var f={payload};"
+            f'Plotly.newPlot("{ident}",f.data,f.layout,{config});}})();</script>'
+            f'<p class="caption">{html.escape(caption)}</p></div>'
+        )
+
+    def table(self, frame: pd.DataFrame, max_rows: int = MAX_ROWS) -> None:
+        shown = frame.head(max_rows)
+        self.add(shown.to_html(index=False, escape=True, border=0, na_rep="–"))
+        if len(frame) > max_rows:
+            self.para(f"… and {len(frame) - max_rows} more rows.")
+
+    def details(self, summary: str, body: str) -> None:
+        self.add(f"<details><summary>{html.escape(summary)}</summary>{body}</details>")
+
+    def yaml(self, summary: str, value) -> None:
+        text = yaml.safe_dump(value, sort_keys=False, default_flow_style=None, width=95)
+        self.details(summary, f"<pre>{html.escape(text)}</pre>")
+
+    def text(self) -> str:
+        return "\n".join(self.parts)
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _p(value) -> str:
+    return "–" if pd.isna(value) else f"{value:.2g}"
+
+
+def stats_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """The LLC-difference table as the report shows it (mean ± std (n), interval, p)."""
+    rows = []
+    for r in stats.itertuples():
+        level = f"{round(100 * r.confidence)}%"
+        rows.append(
+            {
+                "architecture": r.architecture,
+                "NGD": r.ngd,
+                "SGD": r.sgd,
+                "epoch": r.epoch,
+                "NGD LLC": f"{_fmt(r.llc_ngd_mean, 1)} ± {_fmt(r.llc_ngd_std, 1)} (n={r.n_ngd})",
+                "SGD LLC": f"{_fmt(r.llc_sgd_mean, 1)} ± {_fmt(r.llc_sgd_std, 1)} (n={r.n_sgd})",
+                "NGD − SGD": _fmt(r.difference),
+                f"{level} interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+                "Welch df": _fmt(r.df, 1),
+                "p": _p(r.p_value),
+                "flagged (NGD/SGD)": f"{r.flagged_ngd}/{r.flagged_sgd}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _statistics(page: Page, study: StudyData) -> None:
+    stats = study.tables.get("llc_difference")
+    if stats is None or stats.empty:
+        return
+    page.heading(3, "NGD − SGD LLC at the final epoch")
+    page.para(
+        "Welch's t-test across seeds (unequal variances) with the Welch–Satterthwaite interval "
+        "of the mean difference; 'flagged' counts final-epoch estimates carrying an LLC "
+        "diagnostic flag (see Diagnostics). Also in "
+        f"results/{study.name}/tables/llc_difference.parquet."
+    )
+    page.table(stats_table(stats), max_rows=200)
+
+
+def _diagnostics(page: Page, study: StudyData) -> None:
+    page.heading(3, "Diagnostics")
+    tables = study.tables
+    diverged = diagnostics.diverged_runs(tables.get("training"))
+    if len(diverged):
+        page.para(f"{len(diverged)} run(s) diverged (loss NaN/inf; later epochs absent):", "note")
+        page.table(diverged)
+    summary = diagnostics.llc_flag_summary(tables.get("llc"))
+    if len(summary) and summary["flagged"].sum():
+        page.para("LLC estimates with diagnostic flags (marked x in the LLC figures):", "note")
+        page.table(summary)
+        flagged = diagnostics.llc_flags(tables.get("llc"))
+        page.details(f"All {len(flagged)} flagged checkpoints", _table_html(flagged))
+    ranks = diagnostics.rank_estimates(tables.get("hessian"))
+    if len(ranks):
+        page.para(
+            f"{len(ranks)} Hessian rank(s) reached the probe budget: lower bounds, not exact "
+            "(open triangles in the figures).",
+            "note",
+        )
+        page.details("Checkpoints with a lower-bound rank", _table_html(ranks))
+    if not (len(diverged) or (len(summary) and summary["flagged"].sum()) or len(ranks)):
+        page.para("No diverged run, no flagged LLC estimate, every Hessian rank exact.", "ok")
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    page = Page()
+    page.table(frame, max_rows=500)
+    return page.text()
+
+
+def _figures(page: Page, study: StudyData) -> None:
+    entries = study.index.get("figures", [])
+    overall = [e for e in entries if e["scope"] in ("study", "toy")]
+    for entry in overall:
+        page.figure(study.folder / f"{entry['name']}.json", entry["caption"])
+    runs = [e for e in entries if e["scope"] == "run" and e["representative"]]
+    groups: dict[tuple, list] = {}
+    for entry in runs:
+        groups.setdefault((entry["architecture"], entry["seed"]), []).append(entry)
+    for (arch, seed), group in groups.items():
+        page.heading(3, f"{arch}, seed {seed} (representative seed)")
+        for entry in group:
+            page.figure(study.folder / f"{entry['name']}.json", _caption(entry))
+    if runs:
+        page.para(
+            f"Per-run figures of every seed (interactive HTML and PNG): results/{study.name}/"
+            "figures/."
+        )
+
+
+def _caption(entry: Mapping) -> str:
+    drops = entry.get("extra", {}).get("drops")
+    if not drops:
+        return entry["caption"]
+    where = "; ".join(
+        f"{d['optimizer']}: epoch {d['before']} → {d['after']} (−{d['drop']:.3g} nats)"
+        for d in drops
+    )
+    return f"{entry['caption']} Largest drop: {where}."
+
+
+def study_section(page: Page, study: StudyData) -> None:
+    cfg = study.config
+    page.heading(2, f"Study: {study.name}", anchor=f"study-{study.name}")
+    if cfg.get("description"):
+        page.para(cfg["description"])
+    protocol = cfg.get("protocol", "standard")
+    if protocol == "swap" and cfg.get("swap"):
+        protocol += f" (trunk: {cfg['swap']['from']} to epoch {cfg['swap']['epoch']})"
+    seeds = cfg.get("seeds", [])
+    page.para(
+        f"Dataset {cfg.get('dataset')}, protocol {protocol}, {cfg.get('epochs')} epochs, "
+        f"{len(seeds)} seed(s), optimizers: {', '.join(cfg.get('optimizers', {}))}."
+    )
+    for note in study.index.get("notes", []):
+        page.para(note, "note")
+    if not study.index.get("figures"):
+        page.para("No figures were found for this study.", "note")
+    _statistics(page, study)
+    _diagnostics(page, study)
+    page.heading(3, "Figures")
+    _figures(page, study)
+    page.yaml("Configuration of this study", cfg)
+
+
+def toy_section(page: Page, toy: StudyData) -> None:
+    page.heading(2, "Minimally singular model", anchor="minimally-singular")
+    page.para(
+        "Loss Σ_{i<r} w_i² of d parameters at w* = 0: SLT predicts LLC = rank(Hessian)/2 = r/2."
+    )
+    for note in toy.index.get("notes", []):
+        page.para(note, "note")
+    table = toy.tables.get("toy")
+    if table is not None and len(table):
+        cols = ["r", "seed", "theory", "llc_mean", "llc_std", "llc_ratio", "hessian_rank"]
+        page.table(table.sort_values(["r", "seed"])[cols + ["rank_is_estimate", "trace_rising"]])
+        flags = diagnostics.toy_flags(table)
+        if len(flags):
+            page.para(f"{len(flags)} point(s) with a diagnostic flag:", "note")
+            page.table(flags)
+    _figures(page, toy)
+    page.yaml("Configuration of the toy model", toy.config)
+
+
+def provenance_section(page: Page, studies, benchmarks: Path, root: Path) -> None:
+    page.heading(2, "Provenance", anchor="provenance")
+    trained_on = provenance.devices(s.tables.get("training") for s in studies)
+    rows = [
+        ("git commit", provenance.git_commit(root)),
+        ("generated", provenance.generated_at()),
+        ("devices (training tables)", ", ".join(trained_on) or "–"),
+        ("report host", provenance.host()),
+    ]
+    page.table(pd.DataFrame(rows, columns=["", "value"]))
+    versions = provenance.package_versions()
+    page.heading(3, "Package versions")
+    page.table(pd.DataFrame(list(versions.items()), columns=["package", "version"]), 50)
+    page.heading(3, "Wall time per rule")
+    times = provenance.benchmark_times(benchmarks)
+    if times.empty:
+        page.para(f"No benchmark files under {benchmarks}/.", "note")
+        return
+    page.para(f"From Snakemake's benchmark files under {benchmarks}/; total {_hms(times)}.")
+    shown = times.assign(**{c: times[c].round(1) for c in ("total_s", "mean_s", "max_s")})
+    page.table(shown, max_rows=100)
+
+
+def _hms(times: pd.DataFrame) -> str:
+    total = float(times["total_s"].sum())
+    hours, rest = divmod(int(round(total)), 3600)
+    return f"{total:.0f} s ({hours}:{rest // 60:02d}:{rest % 60:02d})"
+
+
+def render(config: Mapping, studies, toy, benchmarks: Path, root: Path, title: str) -> str:
+    """The whole report as one HTML string."""
+    page = Page()
+    page.add(f"<h1>{html.escape(title)}</h1>")
+    page.para(
+        "Figures and statistics built from the workflow's Parquet tables alone "
+        "(docs/tables.md). Plots are interactive: hover for values, drag to zoom, "
+        "double-click to reset."
+    )
+    links = [(f"study-{s.name}", f"Study: {s.name}") for s in studies]
+    if toy is not None:
+        links.append(("minimally-singular", "Minimally singular model"))
+    links.append(("provenance", "Provenance"))
+    items = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in links)
+    page.add(f"<nav><ul>{items}</ul></nav>")
+    for study in studies:
+        study_section(page, study)
+    if toy is not None:
+        toy_section(page, toy)
+    provenance_section(page, studies, benchmarks, root)
+    page.yaml("Full configuration used", _plain(config))
+    return _document(title, page.text())
+
+
+def _plain(value):
+    """A config (Snakemake's may hold its own mapping types) as plain dicts and lists."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _document(title: str, body: str) -> str:
+    plotly_js = get_plotlyjs()
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style>"
+        f'<script type="text/javascript">{plotly_js}</script></head>'
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_report(
+    path: str | Path,
+    config: Mapping,
+    results: str | Path = "results",
+    benchmarks: str | Path = "benchmarks",
+    root: str | Path = ".",
+    title: str = "sltgeom report",
+) -> Path:
+    """Read every study's figures and tables under ``results`` and write the report."""
+    results, path = Path(results), Path(path)
+    config = _plain(config)
+    studies = [read_study(results, n, c) for n, c in config["studies"].items()]
+    toy = None
+    if config.get("minimally_singular"):
+        toy = read_study(results, "minimally_singular", config["minimally_singular"])
+    text = render(config, studies, toy, Path(benchmarks), Path(root), title)
+    with atomic_output(path) as handle:
+        handle.write(text.encode("utf-8"))
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)  # readable like any other file (the temp file was 0600)
+    return path

@@ -1,0 +1,91 @@
+"""NGD − SGD difference of the final-epoch LLC across seeds: Welch's t-test and its interval.
+
+For samples a (NGD, one LLC per seed) and b (SGD) with means m, variances s² (ddof 1) and sizes
+n, the difference m_a − m_b has standard error se = √(s_a²/n_a + s_b²/n_b) and Welch–
+Satterthwaite degrees of freedom ν = se⁴ / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)); the
+interval is m_a − m_b ± t_{ν, (1+c)/2} · se and the two-sided p-value that of
+``scipy.stats.ttest_ind(a, b, equal_var=False)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sltgeom.schemas import TABLES
+
+from .study import StudySpec, architectures_in
+
+FLAGS = ["trace_rising", "negative_llc", "loss_below_init"]
+COLUMNS = TABLES["llc_difference"]
+
+
+def welch(a, b, confidence: float = 0.95) -> dict[str, float]:
+    """Welch's test of mean(a) − mean(b): difference, interval, df, t and p (NaN if n < 2)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    out = {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+    out |= {"df": np.nan, "t": np.nan, "p_value": np.nan}
+    if len(a):
+        out["difference"] = a.mean() - (b.mean() if len(b) else np.nan)
+    if len(a) < 2 or len(b) < 2:
+        return out
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        half = stats.t.ppf((1 + confidence) / 2, df) * se
+        t = out["difference"] / se
+    p = stats.ttest_ind(a, b, equal_var=False).pvalue if se > 0 else np.nan
+    out |= {"df": df, "t": t, "p_value": p}
+    out |= {"ci_low": out["difference"] - half, "ci_high": out["difference"] + half}
+    return out
+
+
+def final_values(llc: pd.DataFrame, architecture: str, optimizer: str, epoch: int) -> pd.DataFrame:
+    """LLC rows of one (architecture, optimizer) at ``epoch``, one per seed."""
+    rows = llc[
+        (llc["architecture"] == architecture)
+        & (llc["optimizer"] == optimizer)
+        & (llc["epoch"] == epoch)
+    ]
+    return rows.sort_values("seed")
+
+
+def _side(rows: pd.DataFrame, label: str) -> dict:
+    values = rows["llc_mean"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    flagged = rows[[f for f in FLAGS if f in rows]].any(axis=1).sum() if len(rows) else 0
+    return {
+        f"n_{label}": len(values),
+        f"llc_{label}_mean": values.mean() if len(values) else np.nan,
+        f"llc_{label}_std": values.std(ddof=1) if len(values) > 1 else np.nan,
+        f"flagged_{label}": int(flagged),
+    }
+
+
+def llc_difference(
+    llc: pd.DataFrame | None, spec: StudySpec, confidence: float = 0.95
+) -> pd.DataFrame:
+    """One row per (architecture, NGD variant, SGD variant): the final-epoch LLC difference.
+
+    An absent or empty LLC table gives an empty table. The final epoch is the last epoch
+    analysed for the pair in that architecture; seeds without an estimate there (e.g. diverged
+    runs) are left out of both the counts and the test.
+    """
+    rows = []
+    for arch in architectures_in(llc, spec) if llc is not None and len(llc) else []:
+        in_arch = llc[llc["architecture"] == arch]
+        for ngd, sgd in spec.pairs(in_arch["optimizer"]):
+            pair = in_arch[in_arch["optimizer"].isin([ngd, sgd])]
+            epoch = int(pair["epoch"].max())
+            a = final_values(llc, arch, ngd, epoch)
+            b = final_values(llc, arch, sgd, epoch)
+            test = welch(a["llc_mean"], b["llc_mean"], confidence)
+            row = {"study": spec.name, "architecture": arch, "ngd": ngd, "sgd": sgd}
+            row |= {"epoch": epoch, **_side(a, "ngd"), **_side(b, "sgd"), **test}
+            rows.append(row | {"confidence": confidence})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return frame.astype(COLUMNS)
