@@ -138,6 +138,71 @@ def test_update_schedule():
     assert ts == [1, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5]
 
 
+@pytest.mark.parametrize("rank", [None, 1])  # dense I - W^T W (D <= 2R), low-rank form
+@pytest.mark.parametrize("shape", [(12, 6), (3, 4, 5), (7,)])
+def test_steps_without_update_match_dense_reference(shape, rank):
+    gen = torch.Generator().manual_seed(7)
+    p, opt = make(shape, alpha=1.0, rank=rank, num_initial_updates=1, update_period=10**6)
+    direction(p, opt, torch.randn(shape, generator=gen, dtype=F64))
+    states = axes_state(opt, p)
+    for step in range(3):
+        x = torch.randn(shape, generator=gen, dtype=F64)
+        ref = x
+        for fs in states:
+            moved = ref.movedim(fs["axis"], -1)
+            ref = dense_precondition(moved.reshape(-1, moved.shape[-1]), fs, 1.0)
+            ref = ref.reshape(moved.shape).movedim(-1, fs["axis"])
+        ref = ref * x.norm() / ref.norm()
+        torch.testing.assert_close(direction(p, opt, x), ref, rtol=1e-9, atol=1e-12)
+        assert [fs["skipped"] for fs in opt.state[p]["fisher"]] == [step + 1] * len(states)
+        assert all(fs["t"] == 1 for fs in opt.state[p]["fisher"])
+
+
+def test_batched_fisher_updates_equal_separate_ones():
+    """Axes with factors of one shape are updated in one batch; each must get its own update,
+    and a tensor falling back (non-finite gradient or statistics) must not disturb the others."""
+    gen = torch.Generator().manual_seed(8)
+    grads = [[torch.randn(9, 6, generator=gen, dtype=F64) for _ in range(2)] for _ in range(5)]
+    grads[2][1][0, 0] = float("nan")
+    grads[3][1] *= 1e150  # finite, but its Fisher statistics overflow
+    pair = [nn.Parameter(torch.zeros(9, 6, dtype=F64)) for _ in range(2)]
+    together = NGD(pair, lr=1.0, seed=0)
+    # alone, each with the seed that gives it the random start of its twin in the pair
+    alone = [
+        NGD([nn.Parameter(torch.zeros(9, 6, dtype=F64))], lr=1.0, seed=1_000_003 * i)
+        for i in range(2)
+    ]
+    for step_grads in grads:
+        for p, g in zip(pair, step_grads, strict=True):
+            p.grad = g.clone()
+        together.step()
+        for opt, g in zip(alone, step_grads, strict=True):
+            opt.param_groups[0]["params"][0].grad = g.clone()
+            opt.step()
+    assert together.num_fallbacks == 2 == alone[1].num_fallbacks
+    for p, opt in zip(pair, alone, strict=True):
+        q = opt.param_groups[0]["params"][0]
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, equal_nan=True)
+        for a, b in zip(together.state[p]["fisher"], opt.state[q]["fisher"], strict=True):
+            assert (a["t"], a["skipped"]) == (b["t"], b["skipped"])
+            torch.testing.assert_close(dense_fisher(a), dense_fisher(b), rtol=1e-9, atol=1e-12)
+
+
+def test_state_without_cached_projector_gives_the_same_steps():
+    """``P`` is a cache of a function of W: a state without it (older checkpoints) works alike."""
+    gen = torch.Generator().manual_seed(9)
+    p, opt = make((8, 5), num_initial_updates=1, update_period=10**6)
+    q, opt_q = make((8, 5), num_initial_updates=1, update_period=10**6)
+    first = torch.randn(8, 5, generator=gen, dtype=F64)
+    direction(p, opt, first)
+    direction(q, opt_q, first)
+    for fs in opt_q.state[q]["fisher"]:
+        assert "P" in fs
+        del fs["P"]
+    x = torch.randn(8, 5, generator=gen, dtype=F64)
+    torch.testing.assert_close(direction(q, opt_q, x), direction(p, opt, x), rtol=1e-12, atol=0.0)
+
+
 # 2. the estimator estimates the right thing -------------------------------------------------
 
 
