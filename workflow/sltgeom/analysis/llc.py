@@ -235,15 +235,16 @@ def estimate_llc(
     engine: Literal["fast", "devinterp"] = "fast",
     device: str | torch.device | None = None,
     progress: bool = False,
-    compile: bool = False,
+    compile: bool = True,
 ) -> LLCResult:
     """Estimate the LLC of ``model`` at its current weights w* on the training set (x, y).
 
     λ̂ = nβ·(mean over draws of L_B(w_t) - L_n(w*)) per chain, n = len(x); L_n(w*) is computed
     on the full set. ``loss_fn(output, y)`` must return the batch *mean* loss (default: mean
     cross-entropy on logits). ``device`` defaults to that of ``x``; the caller's model is not
-    modified. ``compile`` tries ``torch.compile`` on the fast engine's vectorised step (falls
-    back to eager if compilation fails). Raises ValueError on invalid settings or engine.
+    modified. ``compile`` runs the fast engine's step through ``torch.compile`` (compiled once
+    per process and problem shape; eager if compilation fails). Raises ValueError on invalid
+    settings or engine.
     """
     settings = settings or LLCSettings()
     if engine not in ENGINES:

@@ -13,15 +13,23 @@ D(w) = nβ·∇L_B(w) + γ(w - w*) (L_B: mean loss of a minibatch B),
 (SGNHT as devinterp's ``SGNHT`` with momentum p, thermostat ζ, diffusion factor A, p₀ ~ N(0, ε),
 ζ₀ = A; devinterp's SGNHT has no localization term, so γ = 0 reproduces it.)
 
-The parameters of C chains are held as one (C, d) tensor; the loss and its gradient are
-evaluated for all chains together with ``torch.func.vmap`` over ``functional_call``. Each chain
-draws its minibatches from its own random permutation of the training set (one permutation per
-epoch, from a seeded ``torch.Generator``; the last partial batch of an epoch is dropped).
+The parameters of C chains are held as one (C, d) tensor. One step (:func:`sgld_step`,
+:func:`sgnht_step`) slices the chains' minibatches from the data tensors, evaluates the loss
+gradient of all chains together with ``torch.func.vmap`` over ``functional_call``, applies the
+update and (SGLD) scores the previous move's MALA ratio. It is a pure function of tensors,
+compiled once per process and problem shape with ``torch.compile`` (fullgraph, static shapes,
+C++ wrapper; ε, γ, nβ are tensor inputs, so new values do not recompile) unless
+``compile=False`` or compilation fails. The random draws (Gaussian noise, and per epoch one
+random permutation of the training set per chain, whose last partial batch is dropped) come
+from one seeded ``torch.Generator`` outside the step, on a second thread when there is one.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -38,29 +46,41 @@ class ChainTrace:
     mala: Tensor
 
 
-class FlatParams:
-    """Map between a module's trainable parameters and one flat vector of length d."""
+@dataclass(frozen=True)
+class Problem:
+    """Everything a step needs besides the chain state.
 
-    def __init__(self, model: nn.Module):
+    layout: (name, size, shape) of each trainable parameter, in the order of θ's columns;
+    frozen: the module's other tensors; x, y: the training set, on the sampling device.
+    """
+
+    model: nn.Module
+    loss_fn: object
+    layout: tuple
+    frozen: dict
+    w_star: Tensor
+    x: Tensor
+    y: Tensor
+
+    @classmethod
+    def of(cls, model: nn.Module, loss_fn, x: Tensor, y: Tensor) -> Problem:
         named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-        self.names = [k for k, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.sizes = [p.numel() for _, p in named]
+        layout = tuple((k, p.numel(), tuple(p.shape)) for k, p in named)
         frozen = {k: p.detach() for k, p in model.named_parameters() if not p.requires_grad}
-        self.frozen = {**frozen, **{k: b for k, b in model.named_buffers()}}
-        self.w_star = torch.cat([p.detach().reshape(-1) for _, p in named])
+        frozen.update(model.named_buffers())
+        w_star = torch.cat([p.detach().reshape(-1) for _, p in named]).to(x.device)
+        return cls(model, loss_fn, layout, frozen, w_star, x, y)
 
-    def views(self, theta: Tensor) -> dict[str, Tensor]:
-        """Per-parameter views (C, *shape) into the rows of θ (C, d); they follow θ in place."""
-        parts = torch.split(theta, self.sizes, dim=1)
-        shapes = zip(self.names, parts, self.shapes, strict=True)
-        return {k: v.view(len(theta), *s) for k, v, s in shapes}
 
-    def cat(self, tensors: dict[str, Tensor]) -> Tensor:
-        """Inverse of :meth:`views`: a (C, d) tensor (no copy for a single contiguous one)."""
-        if len(self.names) == 1:
-            return tensors[self.names[0]].flatten(1)
-        return torch.cat([tensors[k].flatten(1) for k in self.names], dim=1)
+def unflatten(theta: Tensor, layout) -> dict[str, Tensor]:
+    """Per-parameter views (C, *shape) into the rows of θ (C, d)."""
+    parts = torch.split(theta, [size for _, size, _ in layout], dim=1)
+    return {k: v.view(len(theta), *shape) for (k, _, shape), v in zip(layout, parts, strict=True)}
+
+
+def flatten(tensors: dict[str, Tensor], layout) -> Tensor:
+    """Inverse of :func:`unflatten`: one (C, d) tensor."""
+    return torch.cat([tensors[k].flatten(1) for k, _, _ in layout], dim=1)
 
 
 def rowdot(a: Tensor, b: Tensor) -> Tensor:
@@ -69,7 +89,7 @@ def rowdot(a: Tensor, b: Tensor) -> Tensor:
 
 
 def mala_log_accept(
-    noise: Tensor, drift_prev: Tensor, drift: Tensor, u_prev: Tensor, u: Tensor, eps: float
+    noise: Tensor, drift_prev: Tensor, drift: Tensor, u_prev: Tensor, u: Tensor, eps
 ) -> Tensor:
     """Log MH ratio of the SGLD move w → w' = w - ε/2·D(w) + √ε·ξ, seen as a MALA proposal.
 
@@ -79,54 +99,98 @@ def mala_log_accept(
               = ξ·a - ‖a‖²/2 + U(w) - U(w'),   a = √ε/2·(D(w) + D(w')),
 
     which equals devinterp's ``mala_acceptance_probability`` without forming ‖ξ‖² - ‖ξ - a‖²
-    (a difference of two O(d) numbers). Inputs are batched over a leading chain dimension.
+    (a difference of two O(d) numbers). Inputs are batched over a leading chain dimension;
+    ε is a number or a 0-d tensor.
     """
-    a = (drift_prev + drift).mul_(0.5 * math.sqrt(eps))
+    a = (drift_prev + drift) * (0.5 * eps**0.5)
     return rowdot(noise, a) - 0.5 * rowdot(a, a) + u_prev - u
 
 
-class ChainBatches:
-    """Per-chain minibatch indices (C, B): a fresh random permutation per chain per epoch."""
+def minibatches(prob: Problem, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows ``idx`` (C, B) of x and y, as (C, B, ...) tensors."""
+    x, y = prob.x.index_select(0, idx.flatten()), prob.y.index_select(0, idx.flatten())
+    return x.view(*idx.shape, *x.shape[1:]), y.view(*idx.shape, *y.shape[1:])
 
-    def __init__(self, n: int, batch_size: int, chains: int, gen: torch.Generator, device):
-        self.n, self.batch_size, self.chains = n, batch_size, chains
-        self.gen, self.device = gen, device
+
+def drift(prob: Problem, theta: Tensor, idx: Tensor, nbeta: Tensor, gamma: Tensor):
+    """D(θ) = nβ·∇L_B(θ) + γ(θ - w*) (C, d) and L_B(θ) (C,) on the minibatches ``idx``."""
+
+    def single(params: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+        return prob.loss_fn(functional_call(prob.model, {**params, **prob.frozen}, (xb,)), yb)
+
+    params = unflatten(theta, prob.layout)
+    grad_fn = vmap(grad_and_value(single), randomness="different")
+    grads, loss = grad_fn(params, *minibatches(prob, idx))
+    # per parameter, so that the compiled step writes D straight into one (C, d) tensor
+    w_star = unflatten(prob.w_star[None], prob.layout)
+    parts = {k: grads[k] * nbeta + (params[k] - w_star[k]) * gamma for k in params}
+    return flatten(parts, prob.layout), loss
+
+
+def sgld_step(prob: Problem, theta: Tensor, idx: Tensor, noise: Tensor, prev, hyper):
+    """One SGLD move of all chains, and the log MALA ratio of the move before it.
+
+    prev = (ξ, D, U) of the previous move, U = nβ·L_B + γ/2‖θ - w*‖²; hyper = (nβ, γ, ε) as 0-d
+    tensors. Returns θ', (ξ, D(θ), U(θ)) for the next call, L_B(θ) and log α of the move into θ.
+    """
+    nbeta, gamma, eps = hyper
+    d, loss = drift(prob, theta, idx, nbeta, gamma)
+    diff = theta - prob.w_star
+    u = nbeta * loss + 0.5 * gamma * rowdot(diff, diff)
+    log_a = mala_log_accept(prev[0], prev[1], d, prev[2], u, eps)
+    return theta - (0.5 * eps) * d + eps.sqrt() * noise, (noise, d, u), loss, log_a
+
+
+def sgnht_step(prob: Problem, theta, idx, noise, momentum, thermostat, hyper):
+    """One SGNHT move of all chains; hyper = (nβ, γ, ε, A). Returns θ', p', ζ', L_B(θ)."""
+    nbeta, gamma, eps, diffusion = hyper
+    d, loss = drift(prob, theta, idx, nbeta, gamma)
+    p = momentum - eps * d
+    p = p - thermostat * p + (2 * eps * diffusion).sqrt() * noise
+    return theta + p, p, thermostat + p.pow(2).mean(1, keepdim=True) - eps, loss
+
+
+_COMPILED: dict = {}
+
+
+def call_step(step, compile: bool, *args):
+    """Run ``step`` through ``torch.compile`` (one compiled function per step kind and process)
+    or eagerly. If the compiled call fails but the eager one does not, compilation of ``step``
+    is off for the rest of the process."""
+    if compile and _COMPILED.get(step, True) is not None:
+        if step not in _COMPILED:
+            options = {"cpp_wrapper": True}  # less Python per call than the default wrapper
+            _COMPILED[step] = torch.compile(step, fullgraph=True, dynamic=False, options=options)
+        try:
+            return _COMPILED[step](*args)
+        except Exception as err:  # a compiler failure, or an error the eager call repeats
+            out = step(*args)
+            warnings.warn(f"torch.compile failed, LLC sampling runs eagerly: {err}", stacklevel=3)
+            _COMPILED[step] = None
+            return out
+    return step(*args)
+
+
+class ChainBatches:
+    """Minibatch indices (C, B): a fresh random permutation per chain per epoch."""
+
+    def __init__(self, n: int, batch_size: int, chains: int, gen: torch.Generator):
+        self.n, self.batch_size, self.chains, self.gen = n, batch_size, chains, gen
         self.per_epoch = n // batch_size
         self.pos = self.per_epoch
 
+    def _new_epoch(self) -> None:
+        """The epoch's indices as (steps, C, B)."""
+        keys = torch.rand(self.chains, self.n, generator=self.gen, device=self.gen.device)
+        perm = torch.argsort(keys, dim=1)[:, : self.per_epoch * self.batch_size]
+        self.idx = perm.view(self.chains, self.per_epoch, -1).transpose(0, 1).contiguous()
+        self.pos = 0
+
     def next(self) -> Tensor:
         if self.pos == self.per_epoch:
-            keys = torch.rand(self.chains, self.n, generator=self.gen, device=self.device)
-            self.perm = torch.argsort(keys, dim=1)
-            self.pos = 0
-        start = self.pos * self.batch_size
+            self._new_epoch()
         self.pos += 1
-        return self.perm[:, start : start + self.batch_size]
-
-
-def make_grad_fn(model: nn.Module, flat: FlatParams, loss_fn, compile: bool = False):
-    """(θ views {name: (C, *shape)}, x_B (C, B, ...), y_B (C, B, ...)) → (∇L_B, L_B (C,))."""
-
-    def single(params: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
-        return loss_fn(functional_call(model, {**params, **flat.frozen}, (xb,)), yb)
-
-    fn = vmap(grad_and_value(single), randomness="different")
-    return _try_compile(fn) if compile else fn
-
-
-def _try_compile(fn):
-    """torch.compile ``fn``, falling back to eager for good if compilation fails."""
-    compiled = torch.compile(fn, dynamic=False)
-    state = {"fn": compiled}
-
-    def call(*args):
-        try:
-            return state["fn"](*args)
-        except Exception:  # any compiler failure: run eagerly from now on
-            state["fn"] = fn
-            return fn(*args)
-
-    return call
+        return self.idx[self.pos - 1]
 
 
 @torch.no_grad()
@@ -139,71 +203,102 @@ def full_loss(model: nn.Module, x: Tensor, y: Tensor, loss_fn, chunk: int = 8192
     return total / len(x)
 
 
+class _Inline:
+    """Stand-in for a one-thread executor that runs each call at once."""
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+@contextmanager
+def _drawing_thread(device: torch.device):
+    """An executor for the random draws of the next step, which the current step overlaps.
+
+    On the CPU with T ≥ 2 torch threads it is a thread of its own and the steps keep T - 1
+    (a step is too small to gain from a second intra-op thread; the draws are independent
+    work). Otherwise the draws run inline.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2:
+        yield _Inline()
+        return
+    torch.set_num_threads(threads - 1)
+    pool = ThreadPoolExecutor(1)
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
+        torch.set_num_threads(threads)
+
+
 class _Sampler:
     """State and loop of C chains; ``run`` returns the per-draw losses and MALA acceptances."""
 
     def __init__(self, model, x, y, loss_fn, settings, nbeta: float, compile: bool):
-        self.x, self.y, self.s, self.nbeta = x, y, settings, float(nbeta)
-        self.eps, self.gamma = float(settings.step_size), float(settings.localization)
-        device, chains = x.device, settings.chains
-        self.gen = torch.Generator(device=device).manual_seed(int(settings.seed))
-        self.flat = FlatParams(model)
-        self.w_star = self.flat.w_star.to(device)
-        self.theta = self.w_star.expand(chains, -1).clone()
-        self.views = self.flat.views(self.theta)
-        self.grad_fn = make_grad_fn(model, self.flat, loss_fn, compile)
-        self.batches = ChainBatches(len(x), settings.batch_size, chains, self.gen, device)
-        if settings.sampler == "sgnht":
-            self.momentum = self._randn().mul_(math.sqrt(self.eps))
-            self.thermostat = torch.full((chains, 1), settings.diffusion_factor)
-            self.thermostat = self.thermostat.to(device=device, dtype=self.theta.dtype)
+        self.s, self.compile = settings, compile
+        self.prob = Problem.of(model, loss_fn, x, y)
+        self.theta = self.prob.w_star.expand(settings.chains, -1).clone()
+        self.gen = torch.Generator(device=x.device).manual_seed(int(settings.seed))
+        self.batches = ChainBatches(len(x), settings.batch_size, settings.chains, self.gen)
+        values = [nbeta, settings.localization, settings.step_size, settings.diffusion_factor]
+        th = self.theta
+        self.hyper = tuple(torch.tensor(float(v), dtype=th.dtype, device=th.device) for v in values)
+        if settings.sampler == "sgnht":  # p₀ ~ N(0, ε), the generator's first draw
+            self.momentum = self._noise().mul_(math.sqrt(settings.step_size))
 
-    def _randn(self) -> Tensor:
+    def _noise(self) -> Tensor:
         th = self.theta
         return torch.randn(th.shape, generator=self.gen, device=th.device, dtype=th.dtype)
 
-    def _drift(self) -> tuple[Tensor, Tensor, Tensor]:
-        """D(θ) = nβ·∇L_B(θ) + γ(θ - w*), the minibatch loss L_B(θ), and θ - w*."""
-        idx = self.batches.next()
-        xb = self.x.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.x.shape[1:])
-        yb = self.y.index_select(0, idx.reshape(-1)).view(*idx.shape, *self.y.shape[1:])
-        grads, loss = self.grad_fn(self.views, xb, yb)
-        diff = self.theta - self.w_star
-        drift = self.flat.cat(grads).mul_(self.nbeta).add_(diff, alpha=self.gamma)
-        return drift, loss.detach(), diff
-
-    def _move(self, drift: Tensor) -> Tensor:
-        """Advance θ in place; returns the standard normal noise ξ that was used."""
-        noise = self._randn()
-        if self.s.sampler == "sgld":
-            self.theta.add_(drift, alpha=-0.5 * self.eps).add_(noise, alpha=math.sqrt(self.eps))
-            return noise
-        p = self.momentum.sub_(drift, alpha=self.eps)
-        p.sub_(self.thermostat * p).add_(
-            noise, alpha=math.sqrt(2 * self.eps * self.s.diffusion_factor)
-        )
-        self.theta.add_(p)
-        self.thermostat.add_(p.pow(2).mean(1, keepdim=True) - self.eps)
-        return noise
+    def _draw(self) -> tuple[Tensor, Tensor]:
+        """Minibatch indices and noise of one step, in the order they come from the generator."""
+        return self.batches.next(), self._noise()
 
     def run(self, progress: bool = False) -> ChainTrace:
         s = self.s
-        losses = torch.empty(s.draws, s.chains, device=self.theta.device)
-        mala = torch.full((max(s.draws - 1, 0), s.chains), float("nan"), device=losses.device)
-        prev = None
-        for t in tqdm(range(s.burn_in + s.draws), disable=not progress, desc="LLC (fast)"):
-            drift, loss, diff = self._drift()
-            draw = t - s.burn_in
-            if draw >= 0:
-                losses[draw] = loss
-                u = self.nbeta * loss + 0.5 * self.gamma * rowdot(diff, diff)
-                if prev is not None and s.sampler == "sgld":
-                    log_a = mala_log_accept(prev[0], prev[1], drift, prev[2], u, self.eps)
-                    mala[draw - 1] = log_a.clamp(max=0.0).exp()
-            noise = self._move(drift)
-            if draw >= 0:
-                prev = (noise, drift, u)
-        return ChainTrace(loss=losses.T.cpu(), mala=mala.T.cpu())
+        with _drawing_thread(self.theta.device) as pool:
+            if s.sampler == "sgld":
+                losses, log_a = self._sgld(self._inputs(pool, progress))
+                mala = torch.stack(log_a, 1).clamp(max=0.0).exp()
+            else:
+                losses = self._sgnht(self._inputs(pool, progress))
+                mala = torch.full((s.chains, s.draws - 1), float("nan"))
+        return ChainTrace(loss=torch.stack(losses, 1).cpu(), mala=mala.cpu())
+
+    def _inputs(self, pool, progress: bool):
+        """(t, indices, ξ) of each step; the next step's are drawn while the caller steps."""
+        total = self.s.burn_in + self.s.draws
+        upcoming = pool.submit(self._draw)
+        for t in tqdm(range(total), disable=not progress, desc="LLC (fast)"):
+            idx, noise = upcoming.result()
+            if t + 1 < total:
+                upcoming = pool.submit(self._draw)
+            yield t, idx, noise
+
+    def _sgld(self, inputs) -> tuple[list[Tensor], list[Tensor]]:
+        zeros = torch.zeros_like(self.theta)
+        theta, prev = self.theta, (zeros, zeros.clone(), zeros.new_zeros(len(zeros)))
+        losses, log_a = [], []
+        for t, idx, noise in inputs:
+            args = (self.prob, theta, idx, noise, prev, self.hyper[:3])
+            theta, prev, loss, log_alpha = call_step(sgld_step, self.compile, *args)
+            if t > self.s.burn_in:  # a move between two draws
+                log_a.append(log_alpha)
+            if t >= self.s.burn_in:
+                losses.append(loss)
+        return losses, log_a
+
+    def _sgnht(self, inputs) -> list[Tensor]:
+        theta, momentum, losses = self.theta, self.momentum, []
+        thermostat = torch.full_like(theta[:, :1], self.s.diffusion_factor)
+        for t, idx, noise in inputs:
+            args = (self.prob, theta, idx, noise, momentum, thermostat, self.hyper)
+            theta, momentum, thermostat, loss = call_step(sgnht_step, self.compile, *args)
+            if t >= self.s.burn_in:
+                losses.append(loss)
+        return losses
 
 
 def sample_chains(
@@ -214,7 +309,7 @@ def sample_chains(
     settings,
     nbeta: float,
     *,
-    compile: bool = False,
+    compile: bool = True,
     progress: bool = False,
 ) -> ChainTrace:
     """Run ``settings.chains`` chains of ``settings.sampler`` started at w* (the model's weights).
@@ -223,6 +318,7 @@ def sample_chains(
     batch_size, seed and diffusion_factor (SGNHT's A); ``x``/``y`` already live on the device the
     sampling runs on, and so does ``model``. Losses are recorded at the draw steps, before each
     move (devinterp's convention); MALA acceptances (SGLD only, NaN otherwise) are those of the
-    moves between consecutive draws.
+    moves between consecutive draws. With T ≥ 2 torch CPU threads, one of them draws the random
+    numbers while the others step (``torch.set_num_threads`` is T - 1 meanwhile).
     """
     return _Sampler(model, x, y, loss_fn, settings, nbeta, compile).run(progress)
