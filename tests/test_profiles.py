@@ -244,7 +244,7 @@ def test_workflow_on_a_real_slurm_cluster():
     # Training and one analysis per run through sbatch (with --gpus=1 on the fake GPU); the
     # other analyses, figures and report are the same kind of job and would only add minutes.
     targets = ["results/tiny/tables/llc.parquet", "results/tiny_swap/tables/llc.parquet"]
-    extra = ["--set-resources", "train:gpu=1", "llc:gpu=1", *targets]
+    extra = [*targets, "--set-resources", "train:gpu=1", "llc:gpu=1"]
     env.setdefault("SNAKEMAKE_EXTRA_ARGS", " ".join(extra))
     done = subprocess.run(
         [str(SLURM_KIT / "run_slurm_test.sh")], env=env, capture_output=True, text=True, timeout=240
