@@ -247,6 +247,6 @@ def test_workflow_on_a_real_slurm_cluster():
     extra = [*targets, "--set-resources", "train:gpu=1", "llc:gpu=1"]
     env.setdefault("SNAKEMAKE_EXTRA_ARGS", " ".join(extra))
     done = subprocess.run(
-        [str(SLURM_KIT / "run_slurm_test.sh")], env=env, capture_output=True, text=True, timeout=240
+        [str(SLURM_KIT / "run_slurm_test.sh")], env=env, capture_output=True, text=True, timeout=320
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]

@@ -30,8 +30,8 @@
 #   COMPARE_FILES         space separated paths (relative to the workdir) to compare
 #                         (default: all results/**/*.parquet)
 #   FAILURE_TEST          1 (default) / 0
-#   SLURM_TEST_TIMEOUT    time limit in s (default 160; then cleanup; hard stop at +20 s)
-#   SNAKEMAKE_TIMEOUT     limit for each snakemake run in s (default 150)
+#   SLURM_TEST_TIMEOUT    time limit in s (default 240; then cleanup; hard stop at +20 s)
+#   SNAKEMAKE_TIMEOUT     limit for each snakemake run in s (default 220)
 #   SNAKEMAKE             snakemake executable (default: snakemake on PATH, or
 #                         /work/venv/bin/snakemake, or $REPO/.venv/bin/snakemake)
 #   KEEP_WORKDIR=1        keep the temp dirs (always kept on failure)
@@ -49,7 +49,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 # takes up to ~12 s. As a last resort the script runs under `timeout`: at
 # LIMIT+17 s its whole process group (daemons included) gets SIGTERM, SIGKILL
 # 3 s later -- at most 180 s in all with the default LIMIT.
-LIMIT="${SLURM_TEST_TIMEOUT:-160}"
+LIMIT="${SLURM_TEST_TIMEOUT:-240}"
 if [[ -z "${_SLTGEOM_SLURM_TEST_INNER:-}" ]]; then
     export _SLTGEOM_SLURM_TEST_INNER=1
     exec timeout -k 3 "$((LIMIT + 17))" "$0" "$@"
@@ -78,7 +78,7 @@ fi
 [[ -f "$CONFIG" ]] || die "config $CONFIG not found"
 GPU_RULES="$(echo "${GPU_RULES-train}" | tr ',' ' ')"
 FAILURE_TEST="${FAILURE_TEST:-1}"
-SNAKEMAKE_TIMEOUT="${SNAKEMAKE_TIMEOUT:-150}"
+SNAKEMAKE_TIMEOUT="${SNAKEMAKE_TIMEOUT:-220}"
 # shellcheck disable=SC2206
 EXTRA=(${SNAKEMAKE_EXTRA_ARGS:-})
 
