@@ -246,6 +246,7 @@ def test_workflow_on_a_real_slurm_cluster():
     targets = ["results/tiny/tables/llc.parquet", "results/tiny_swap/tables/llc.parquet"]
     extra = [*targets, "--set-resources", "train:gpu=1", "llc:gpu=1"]
     env.setdefault("SNAKEMAKE_EXTRA_ARGS", " ".join(extra))
+    env.setdefault("GPU_RULES", "train llc")
     done = subprocess.run(
         [str(SLURM_KIT / "run_slurm_test.sh")], env=env, capture_output=True, text=True, timeout=320
     )

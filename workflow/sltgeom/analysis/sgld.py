@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ def sgnht_step(prob: Problem, theta, idx, noise, momentum, thermostat, hyper):
 
 
 _COMPILED: dict = {}
+AHEAD = 3  # steps whose random draws may be ready before they are taken
 
 
 def call_step(step, compile: bool, *args):
@@ -267,14 +269,14 @@ class _Sampler:
                 mala = torch.full((s.chains, s.draws - 1), float("nan"))
         return ChainTrace(loss=torch.stack(losses, 1).cpu(), mala=mala.cpu())
 
-    def _inputs(self, pool, progress: bool):
-        """(t, indices, ξ) of each step; the next step's are drawn while the caller steps."""
+    def _inputs(self, pool, progress: bool, ahead: int = AHEAD):
+        """(t, indices, ξ) of each step, drawn up to ``ahead`` steps in advance."""
         total = self.s.burn_in + self.s.draws
-        upcoming = pool.submit(self._draw)
+        drawn = deque(pool.submit(self._draw) for _ in range(min(ahead, total)))
         for t in tqdm(range(total), disable=not progress, desc="LLC (fast)"):
-            idx, noise = upcoming.result()
-            if t + 1 < total:
-                upcoming = pool.submit(self._draw)
+            idx, noise = drawn.popleft().result()
+            if t + ahead < total:
+                drawn.append(pool.submit(self._draw))
             yield t, idx, noise
 
     def _sgld(self, inputs) -> tuple[list[Tensor], list[Tensor]]:
