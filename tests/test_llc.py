@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from sltgeom.analysis import sgld
 from sltgeom.analysis.llc import LLCSettings, estimate_llc, summarize, trace_rise_test
-from sltgeom.analysis.sgld import mala_log_accept
+from sltgeom.analysis.sgld import full_loss, mala_log_accept
 from sltgeom.analysis.toy import toy_problem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -253,6 +254,37 @@ def test_reproducible_and_model_untouched(engine):
     np.testing.assert_array_equal(a.loss_trace, b.loss_trace)
     assert a.llc_mean == b.llc_mean != c.llc_mean
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters(), strict=True))
+
+
+def test_draws_independent_of_threads_and_compilation():
+    """Two torch threads draw on a thread of their own; the random streams are the same."""
+    model, x, y = trained_mlp(n=64)
+    s = replace(AGREE, chains=2, draws=20, burn_in=5, batch_size=16)
+    eager = estimate_llc(model, x, y, s, compile=False)
+    torch.set_num_threads(2)  # the fixture restores the count
+    compiled = estimate_llc(model, x, y, s)
+    assert torch.get_num_threads() == 2
+    np.testing.assert_allclose(compiled.loss_trace, eager.loss_trace, rtol=2e-5)
+    np.testing.assert_allclose(compiled.mala_trace, eager.mala_trace, atol=1e-4)
+    full = full_loss(model, x, y, nn.functional.cross_entropy)
+    assert compiled.loss_init == pytest.approx(full) and eager.loss_init == pytest.approx(full)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no compiler")
+
+        return fail
+
+    monkeypatch.setattr(sgld, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model, x, y = trained_mlp(n=64)
+    s = replace(AGREE, chains=2, draws=10, batch_size=16)
+    with pytest.warns(UserWarning, match="eagerly"):
+        res = estimate_llc(model, x, y, s)
+    eager = estimate_llc(model, x, y, s, compile=False)
+    np.testing.assert_array_equal(res.loss_trace, eager.loss_trace)
 
 
 def test_row_and_trace_frame():

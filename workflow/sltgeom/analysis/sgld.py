@@ -21,7 +21,8 @@ compiled once per process and problem shape with ``torch.compile`` (fullgraph, s
 C++ wrapper; ε, γ, nβ are tensor inputs, so new values do not recompile) unless
 ``compile=False`` or compilation fails. The random draws (Gaussian noise, and per epoch one
 random permutation of the training set per chain, whose last partial batch is dropped) come
-from one seeded ``torch.Generator`` outside the step, on a second thread when there is one.
+from one seeded ``torch.Generator`` outside the step, on a second thread while the steps run
+when torch has two or more CPU threads.
 """
 
 from __future__ import annotations
@@ -183,9 +184,10 @@ class ChainBatches:
 
     def _new_epoch(self) -> None:
         """The epoch's indices as (steps, C, B)."""
-        keys = torch.rand(self.chains, self.n, generator=self.gen, device=self.gen.device)
-        perm = torch.argsort(keys, dim=1)[:, : self.per_epoch * self.batch_size]
-        self.idx = perm.view(self.chains, self.per_epoch, -1).transpose(0, 1).contiguous()
+        n, gen, shape = self.n, self.gen, (self.chains, self.per_epoch, self.batch_size)
+        perms = [torch.randperm(n, generator=gen, device=gen.device) for _ in range(shape[0])]
+        used = torch.stack(perms)[:, : shape[1] * shape[2]]
+        self.idx = used.view(shape).transpose(0, 1).contiguous()
         self.pos = 0
 
     def next(self) -> Tensor:
@@ -216,7 +218,7 @@ class _Inline:
 
 @contextmanager
 def _drawing_thread(device: torch.device):
-    """An executor for the random draws of the next step, which the current step overlaps.
+    """An executor for the random draws of the next steps, which the current step overlaps.
 
     On the CPU with T ≥ 2 torch threads it is a thread of its own and the steps keep T - 1
     (a step is too small to gain from a second intra-op thread; the draws are independent
@@ -269,13 +271,13 @@ class _Sampler:
                 mala = torch.full((s.chains, s.draws - 1), float("nan"))
         return ChainTrace(loss=torch.stack(losses, 1).cpu(), mala=mala.cpu())
 
-    def _inputs(self, pool, progress: bool, ahead: int = AHEAD):
-        """(t, indices, ξ) of each step, drawn up to ``ahead`` steps in advance."""
+    def _inputs(self, pool, progress: bool):
+        """(t, indices, ξ) of each step, drawn up to AHEAD steps in advance."""
         total = self.s.burn_in + self.s.draws
-        drawn = deque(pool.submit(self._draw) for _ in range(min(ahead, total)))
+        drawn = deque(pool.submit(self._draw) for _ in range(min(AHEAD, total)))
         for t in tqdm(range(total), disable=not progress, desc="LLC (fast)"):
             idx, noise = drawn.popleft().result()
-            if t + ahead < total:
+            if t + AHEAD < total:
                 drawn.append(pool.submit(self._draw))
             yield t, idx, noise
 
@@ -320,7 +322,8 @@ def sample_chains(
     batch_size, seed and diffusion_factor (SGNHT's A); ``x``/``y`` already live on the device the
     sampling runs on, and so does ``model``. Losses are recorded at the draw steps, before each
     move (devinterp's convention); MALA acceptances (SGLD only, NaN otherwise) are those of the
-    moves between consecutive draws. With T ≥ 2 torch CPU threads, one of them draws the random
-    numbers while the others step (``torch.set_num_threads`` is T - 1 meanwhile).
+    moves between consecutive draws. With T ≥ 2 torch CPU threads one thread draws the random
+    numbers while the others step (``torch.set_num_threads`` is T - 1 meanwhile); the results
+    do not depend on T.
     """
     return _Sampler(model, x, y, loss_fn, settings, nbeta, compile).run(progress)
