@@ -27,13 +27,10 @@ def _by_optimizer(frame: pd.DataFrame, spec: StudySpec):
         yield opt, frame[frame["optimizer"] == opt].sort_values("epoch")
 
 
-def loss(training: pd.DataFrame, spec: StudySpec, title: str) -> go.Figure | None:
-    """Train (solid) and validation (dotted) loss per epoch; an x marks a diverged epoch."""
-    if training.empty:
-        return None
-    fig = new_figure(title, ["Loss (nats)"])
-    for opt, rows in _by_optimizer(with_branch_start(training, spec), spec):
-        for column, dash, label in (("train_loss", None, "train"), ("val_loss", "dot", "val")):
+def _epoch_lines(fig, frame: pd.DataFrame, spec: StudySpec, series, diverged: bool = False):
+    """One line per optimizer and ``(column, dash, label)`` of ``series`` against the epoch."""
+    for opt, rows in _by_optimizer(with_branch_start(frame, spec), spec):
+        for column, dash, label in series:
             fig.add_scatter(
                 x=rows["epoch"].to_numpy(float),
                 y=rows[column].to_numpy(float),
@@ -43,8 +40,18 @@ def loss(training: pd.DataFrame, spec: StudySpec, title: str) -> go.Figure | Non
                 line=_line(opt, spec, dash),
                 legendgroup=opt,
             )
-        _mark_diverged(fig, rows, opt, spec)
+        if diverged:
+            _mark_diverged(fig, rows, opt, spec)
     mark_branch(fig, spec)
+
+
+def loss(training: pd.DataFrame, spec: StudySpec, title: str) -> go.Figure | None:
+    """Train (solid) and validation (dotted) loss per epoch; an x marks a diverged epoch."""
+    if training.empty:
+        return None
+    fig = new_figure(title, ["Loss (nats)"])
+    series = (("train_loss", None, "train"), ("val_loss", "dot", "val"))
+    _epoch_lines(fig, training, spec, series, diverged=True)
     return fig
 
 
@@ -219,18 +226,8 @@ def generalisation(gen: pd.DataFrame | None, spec: StudySpec, title: str) -> go.
     if gen is None or gen.empty:
         return None
     fig = new_figure(title, ["Loss (nats)"])
-    for opt, rows in _by_optimizer(with_branch_start(gen, spec), spec):
-        for column, dash, label in (("val_loss", None, "validation"), ("gen_estimate", "dot", "")):
-            fig.add_scatter(
-                x=rows["epoch"].to_numpy(float),
-                y=rows[column].to_numpy(float),
-                name=f"{opt} {label or 'train + LLC/n'}",
-                mode="lines+markers",
-                marker={"size": 4},
-                line=_line(opt, spec, dash),
-                legendgroup=opt,
-            )
-    mark_branch(fig, spec)
+    series = (("val_loss", None, "validation"), ("gen_estimate", "dot", "train + LLC/n"))
+    _epoch_lines(fig, gen, spec, series)
     return fig
 
 
