@@ -5,6 +5,9 @@ errors, and no request may leave file://. A screenshot is saved.
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON
 messages separated by NUL bytes on file descriptors 3 and 4), which needs no driver binary and
 no websocket library. Skipped when no Chromium is installed (.ci/run installs Debian's).
+
+The report checked is a synthetic one; ``SLTGEOM_REPORT=results/report.html pytest
+tests/test_browser.py -s`` checks a real one instead (the screenshot's path is printed).
 """
 
 from __future__ import annotations
@@ -169,7 +172,8 @@ def browser_page(tmp_path_factory):
     binary = find_chromium()
     if binary is None:
         pytest.skip("no Chromium found (apt-get install chromium; .ci/run installs it)")
-    report = synthetic_report()
+    given = os.environ.get("SLTGEOM_REPORT")
+    report = Path(given).resolve() if given else synthetic_report()
     folder = tmp_path_factory.mktemp("chromium")
     tools = DevTools(binary, folder / "profile", folder / "chromium.log")
     try:
