@@ -2,6 +2,7 @@ import yaml
 
 from sltgeom.config import TRUNK, all_runs, canonical, run_dir, validate_config
 from sltgeom.schemas import DETAIL_TABLE, RUN_FILE
+from snakemake.logging import logger
 
 
 # Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
@@ -44,6 +45,18 @@ def uses_cuda():
 
 
 GPU = config["gpu_per_job"] if config["gpu_per_job"] is not None else int(uses_cuda())
+
+
+# `device: auto` is resolved where the workflow is parsed: on a login node without a GPU, cluster
+# jobs would request none.
+onstart:
+    if config["device"] == "auto" and config["gpu_per_job"] is None and not GPU:
+        if workflow.non_local_exec:
+            logger.warning(
+                "device: auto found no GPU on this host, so no job requests one from the "
+                "cluster; set device: cuda (or gpu_per_job: 1) to use the cluster's GPUs "
+                "(docs/cluster.md)."
+            )
 
 
 def resource(rule_name, key):
