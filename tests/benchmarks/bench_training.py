@@ -44,11 +44,11 @@ def dataloader_epoch(x, y):
     model, optimizer = fresh(SGD)
     norms = []
     for xb, yb in DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True):
-        before = _flat_params(model)
+        before = _flat_params(model.parameters())
         optimizer.zero_grad()
         F.cross_entropy(model(xb), yb).backward()
         optimizer.step()
-        norms.append((_flat_params(model) - before).norm().item())
+        norms.append((_flat_params(model.parameters()) - before).norm().item())
     return norms
 
 

@@ -79,8 +79,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss.item() / len(x), correct.item() / len(x)
 
 
-def _flat_params(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+def _flat_params(params) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
 
 
 def train_epoch(state: RunState, x: torch.Tensor, y: torch.Tensor, batch_size: int, progress=False):
@@ -91,15 +91,16 @@ def train_epoch(state: RunState, x: torch.Tensor, y: torch.Tensor, batch_size: i
     starts = range(0, len(x), batch_size)
     losses = torch.empty(len(starts), device=x.device)
     norms = torch.empty(len(starts), device=x.device)
+    params = list(model.parameters())
     for i, start in enumerate(tqdm(starts, disable=not progress, leave=False, desc="steps")):
         idx = order[start : start + batch_size]
-        before = _flat_params(model)
+        before = _flat_params(params)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss = F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx))
         loss.backward()
         optimizer.step()
         losses[i] = loss.detach()
-        norms[i] = (_flat_params(model) - before).norm()
+        norms[i] = (_flat_params(params) - before).norm()
     return losses.cpu(), norms.cpu()
 
 

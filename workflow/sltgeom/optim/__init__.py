@@ -26,7 +26,8 @@ def build_optimizer(params: Iterable, settings: Mapping, seed: int = 0) -> torch
     """The optimizer described by ``settings`` (``type`` plus its hyperparameters)."""
     kind = settings["type"]
     if kind == "sgd":
-        return torch.optim.SGD(params, **{k: settings[k] for k in _SGD_KEYS if k in settings})
+        kwargs = {k: settings[k] for k in _SGD_KEYS if k in settings}
+        return torch.optim.SGD(params, foreach=True, **kwargs)  # (CPU default: a Python loop)
     if kind == "ngd":
         kwargs = {k: settings[k] for k in _NGD_KEYS if k in settings}
         return NGD(params, seed=seed, **kwargs)
