@@ -296,3 +296,14 @@ def test_row_and_trace_frame():
     frame = res.trace_frame()
     assert list(frame.columns) == ["chain", "draw", "loss"] and len(frame) == 20
     assert frame.loss.iloc[10] == res.loss_trace[1, 0]
+
+
+def test_compiles_more_problems_than_torchs_recompile_limit(recwarn):
+    """torch allows 8 recompilations of one function; a process analysing many models must not
+    fall back to eager sampling after the eighth (it did, with a "Hard failure" warning)."""
+    s = replace(AGREE, chains=2, draws=3, burn_in=1, batch_size=8)
+    for hidden in range(2, 2 + sgld.RECOMPILES // 6):
+        model = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+        x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+        estimate_llc(model, x, y, s)
+    assert not [w for w in recwarn if "compile failed" in str(w.message)]

@@ -153,6 +153,8 @@ def sgnht_step(prob: Problem, theta, idx, noise, momentum, thermostat, hyper):
 
 
 _COMPILED: dict = {}
+_PROBLEMS: set = set()  # (step, id of the problem): a new one may recompile
+RECOMPILES = 64  # per step kind and process (torch's default of 8 would turn compiling off)
 AHEAD = 3  # steps whose random draws may be ready before they are taken
 
 
@@ -165,7 +167,12 @@ def call_step(step, compile: bool, *args):
             options = {"cpp_wrapper": True}  # less Python per call than the default wrapper
             _COMPILED[step] = torch.compile(step, fullgraph=True, dynamic=False, options=options)
         try:
-            return _COMPILED[step](*args)
+            if (step, id(args[0])) in _PROBLEMS:
+                return _COMPILED[step](*args)
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILES):
+                out = _COMPILED[step](*args)
+            _PROBLEMS.add((step, id(args[0])))
+            return out
         except Exception as err:  # a compiler failure, or an error the eager call repeats
             out = step(*args)
             warnings.warn(f"torch.compile failed, LLC sampling runs eagerly: {err}", stacklevel=3)
