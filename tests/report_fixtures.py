@@ -248,6 +248,7 @@ def llc_rows(run: dict, training: pd.DataFrame, sizes: Sizes, rng):
                 "llc_batch_size": 512,
                 "llc_seed": 0,
                 "llc_diffusion_factor": 1.0,
+                "llc_mala": "consecutive",
                 "llc_nbeta_setting": "None",
             }
         )
@@ -372,6 +373,7 @@ def toy_table(toy: dict) -> pd.DataFrame:
                     "llc_batch_size": 1,
                     "llc_seed": 0,
                     "llc_diffusion_factor": 1.0,
+                    "llc_mala": "consecutive",
                     "llc_nbeta_setting": "None",
                 }
             )

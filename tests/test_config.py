@@ -66,6 +66,13 @@ def _broken(config, mutate):
         (lambda c: c["studies"]["tiny_swap"]["swap"].update({"from": "adam"}), "swap.from"),
         (lambda c: c["studies"]["tiny_swap"].pop("swap"), "studies.tiny_swap.swap"),
         (lambda c: c.update(device="tpu"), "`device`"),
+        (lambda c: c["studies"]["tiny"]["analysis"]["llc"].update(mala="every"), "llc.mala"),
+        (
+            lambda c: c["studies"]["tiny"]["analysis"]["llc"].update(
+                engine="devinterp", mala="same_batch"
+            ),
+            "studies.tiny.analysis.llc.mala",
+        ),
     ],
 )
 def test_bad_config_names_the_key(tiny_config, mutate, key):

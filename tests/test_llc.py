@@ -220,6 +220,7 @@ def test_flags_negative_llc_and_loss_below_init():
         ("batch_size", 0),
         ("seed", 1.5),
         ("diffusion_factor", 0.0),
+        ("mala", "every"),
         ("chains", True),
     ],
 )
@@ -307,3 +308,27 @@ def test_compiles_more_problems_than_torchs_recompile_limit(recwarn):
         x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
         estimate_llc(model, x, y, s)
     assert not [w for w in recwarn if "compile failed" in str(w.message)]
+
+
+def test_same_batch_mala_scores_the_step_not_the_minibatch_noise():
+    """Scoring each move on its own minibatch leaves the chains unchanged, lifts the acceptance
+    of a small step towards 1 (consecutive scoring mixes in minibatch noise), and coincides with
+    consecutive scoring when every batch is the whole data set."""
+    model, x, y = trained_mlp(n=256)
+    s = replace(AGREE, chains=2, draws=40, burn_in=10, batch_size=16, step_size=1e-6)
+    plain = estimate_llc(model, x, y, s, compile=False)
+    scored = estimate_llc(model, x, y, replace(s, mala="same_batch"), compile=False)
+    np.testing.assert_array_equal(scored.loss_trace, plain.loss_trace)
+    assert scored.mala_trace.shape == plain.mala_trace.shape
+    assert scored.mala_acceptance > 0.97 and scored.mala_acceptance > plain.mala_acceptance + 0.1
+    full = replace(s, batch_size=len(x), step_size=1e-5)
+    a = estimate_llc(model, x, y, full, compile=False)
+    b = estimate_llc(model, x, y, replace(full, mala="same_batch"), compile=False)
+    np.testing.assert_allclose(b.mala_trace, a.mala_trace, atol=1e-3)
+
+
+def test_same_batch_mala_needs_the_fast_engine():
+    model, x, y = trained_mlp(n=64)
+    s = replace(AGREE, chains=2, draws=4, batch_size=16, mala="same_batch")
+    with pytest.raises(ValueError, match="fast engine"):
+        estimate_llc(model, x, y, s, engine="devinterp")

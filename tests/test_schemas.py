@@ -18,7 +18,7 @@ from sltgeom.schemas import (
 KEY = ["study", "architecture", "optimizer", "seed", "epoch"]
 SETTINGS = [
     "llc_sampler", "llc_chains", "llc_draws", "llc_burn_in", "llc_step_size",
-    "llc_localization", "llc_batch_size", "llc_seed", "llc_diffusion_factor",
+    "llc_localization", "llc_batch_size", "llc_seed", "llc_diffusion_factor", "llc_mala",
     "llc_nbeta_setting",
 ]  # fmt: skip
 PINNED = {

@@ -60,6 +60,9 @@ def _check_study(name: str, study: Mapping) -> None:
     where = f"studies.{name}"
     if TRUNK in study["optimizers"]:
         raise ConfigError(f"config key `{where}.optimizers.{TRUNK}`: the name is reserved")
+    llc = study.get("analysis", {}).get("llc", {})
+    if llc.get("engine") == "devinterp" and llc.get("mala") == "same_batch":
+        raise ConfigError(f"config key `{where}.analysis.llc.mala`: same_batch needs engine: fast")
     if study["protocol"] != "swap":
         if "swap" in study:
             raise ConfigError(f"config key `{where}.swap`: only used with `protocol: swap`")

@@ -32,6 +32,7 @@ LLC_SETTINGS = {
     "llc_batch_size": "int64",
     "llc_seed": "int64",
     "llc_diffusion_factor": "float64",
+    "llc_mala": "str",
     "llc_nbeta_setting": "str",
 }
 LLC_ESTIMATE = {

@@ -35,6 +35,7 @@ from sltgeom.analysis.sgld import full_loss, sample_chains
 
 ENGINES = ("fast", "devinterp")
 SAMPLERS = ("sgld", "sgnht")
+MALA_MODES = ("consecutive", "same_batch")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class LLCSettings:
     """Sampler settings. Defaults are calibrated on the minimally singular toy (docs/llc.md).
 
     nbeta: None → n/ln n, "batch" → B/ln B, or a positive number. diffusion_factor is SGNHT's A.
+    mala: how SGLD moves are scored. ``"consecutive"`` (devinterp's convention) compares the
+    losses of two consecutive steps, i.e. of two different minibatches, so on real data the
+    acceptance also measures minibatch noise; ``"same_batch"`` (fast engine) scores each draw
+    move on the minibatch that made it, at the cost of a second gradient per draw, so the
+    acceptance measures the step's discretisation error alone.
     """
 
     sampler: str = "sgld"
@@ -54,9 +60,11 @@ class LLCSettings:
     batch_size: int = 512
     seed: int = 0
     diffusion_factor: float = 0.01
+    mala: str = "consecutive"
 
     def __post_init__(self):
         _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
+        _check(self.mala in MALA_MODES, "mala", f"one of {MALA_MODES}", self.mala)
         for name, low in (("chains", 1), ("draws", 2), ("burn_in", 0), ("batch_size", 1)):
             value = getattr(self, name)
             _check(_is_int(value) and value >= low, name, f"an integer >= {low}", value)
@@ -249,6 +257,8 @@ def estimate_llc(
     settings = settings or LLCSettings()
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "devinterp" and settings.mala != "consecutive":
+        raise ValueError("LLCSettings.mala = 'same_batch' needs the fast engine")
     if len(x) != len(y) or settings.batch_size > len(x):
         raise ValueError(
             f"need len(x) == len(y) >= LLCSettings.batch_size, got "
@@ -345,10 +355,15 @@ def calibrate(
     """Sweep (ε, γ) around ``base_settings``: one row per pair, with the LLC and diagnostics.
 
     Columns: step_size, localization, llc_mean, llc_std, mala_acceptance, trace_rising,
-    trace_slope_t, negative_llc, loss_below_init, nbeta, seconds and ``ok`` = acceptance ≥
-    ``min_acceptance`` (SGLD) and no flag raised. Pick the largest ok ε (docs/llc.md).
+    trace_slope_t, negative_llc, loss_below_init, nbeta, mala, seconds and ``ok`` = acceptance
+    ≥ ``min_acceptance`` (SGLD) and no flag raised. Pick the largest ok ε (docs/llc.md).
+
+    With the fast engine SGLD moves are scored on their own minibatch (``mala="same_batch"``),
+    so that the acceptance measures the step's error and not minibatch noise.
     """
     base = base_settings or LLCSettings()
+    if engine == "fast":
+        base = replace(base, mala="same_batch")
     rows = []
     for eps in eps_grid:
         for gamma in gamma_grid:
@@ -373,6 +388,7 @@ def _calibration_row(res: LLCResult, min_acceptance: float) -> dict[str, Any]:
         "negative_llc": res.negative_llc,
         "loss_below_init": res.loss_below_init,
         "nbeta": res.nbeta,
+        "mala": s.mala,
         "seconds": res.seconds,
         "ok": bool(accept_ok and not flags),
     }

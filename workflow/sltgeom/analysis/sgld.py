@@ -137,10 +137,33 @@ def sgld_step(prob: Problem, theta: Tensor, idx: Tensor, noise: Tensor, prev, hy
     """
     nbeta, gamma, eps = hyper
     d, loss = drift(prob, theta, idx, nbeta, gamma)
-    diff = theta - prob.w_star
-    u = nbeta * loss + 0.5 * gamma * rowdot(diff, diff)
+    u = _potential(prob, nbeta, gamma)(theta, loss)
     log_a = mala_log_accept(prev[0], prev[1], d, prev[2], u, eps)
     return theta - (0.5 * eps) * d + eps.sqrt() * noise, (noise, d, u), loss, log_a
+
+
+def scored_sgld_step(prob: Problem, theta: Tensor, idx: Tensor, noise: Tensor, hyper):
+    """One SGLD move of all chains with its log MALA ratio on the same minibatches ``idx``.
+
+    Returns θ', L_B(θ) and log α of the move θ → θ' (a second drift, at θ', on ``idx``).
+    """
+    nbeta, gamma, eps = hyper
+    u_of = _potential(prob, nbeta, gamma)
+    d, loss = drift(prob, theta, idx, nbeta, gamma)
+    moved = theta - (0.5 * eps) * d + eps.sqrt() * noise
+    d_moved, loss_moved = drift(prob, moved, idx, nbeta, gamma)
+    log_a = mala_log_accept(noise, d, d_moved, u_of(theta, loss), u_of(moved, loss_moved), eps)
+    return moved, loss, log_a
+
+
+def _potential(prob: Problem, nbeta: Tensor, gamma: Tensor):
+    """U(θ) = nβ·L_B(θ) + γ/2‖θ - w*‖² from θ and its minibatch loss."""
+
+    def u(theta: Tensor, loss: Tensor) -> Tensor:
+        diff = theta - prob.w_star
+        return nbeta * loss + 0.5 * gamma * rowdot(diff, diff)
+
+    return u
 
 
 def sgnht_step(prob: Problem, theta, idx, noise, momentum, thermostat, hyper):
@@ -292,11 +315,18 @@ class _Sampler:
         zeros = torch.zeros_like(self.theta)
         theta, prev = self.theta, (zeros, zeros.clone(), zeros.new_zeros(len(zeros)))
         losses, log_a = [], []
+        scored, last = self.s.mala == "same_batch", self.s.burn_in + self.s.draws - 1
         for t, idx, noise in inputs:
-            args = (self.prob, theta, idx, noise, prev, self.hyper[:3])
-            theta, prev, loss, log_alpha = call_step(sgld_step, self.compile, *args)
-            if t > self.s.burn_in:  # a move between two draws
-                log_a.append(log_alpha)
+            if scored and t >= self.s.burn_in:  # log α of the move out of this draw
+                args = (self.prob, theta, idx, noise, self.hyper[:3])
+                theta, loss, log_alpha = call_step(scored_sgld_step, self.compile, *args)
+                if t < last:
+                    log_a.append(log_alpha)
+            else:  # log α of the move into this point
+                args = (self.prob, theta, idx, noise, prev, self.hyper[:3])
+                theta, prev, loss, log_alpha = call_step(sgld_step, self.compile, *args)
+                if t > self.s.burn_in:  # a move between two draws
+                    log_a.append(log_alpha)
             if t >= self.s.burn_in:
                 losses.append(loss)
         return losses, log_a
@@ -329,7 +359,8 @@ def sample_chains(
     batch_size, seed and diffusion_factor (SGNHT's A); ``x``/``y`` already live on the device the
     sampling runs on, and so does ``model``. Losses are recorded at the draw steps, before each
     move (devinterp's convention); MALA acceptances (SGLD only, NaN otherwise) are those of the
-    moves between consecutive draws. With T ≥ 2 torch CPU threads one thread draws the random
+    moves between consecutive draws, scored as ``settings.mala`` says (:func:`sgld_step`:
+    consecutive minibatches; :func:`scored_sgld_step`: the move's own minibatch). With T ≥ 2 torch CPU threads one thread draws the random
     numbers while the others step (``torch.set_num_threads`` is T - 1 meanwhile); the results
     do not depend on T.
     """
