@@ -360,8 +360,8 @@ def sample_chains(
     sampling runs on, and so does ``model``. Losses are recorded at the draw steps, before each
     move (devinterp's convention); MALA acceptances (SGLD only, NaN otherwise) are those of the
     moves between consecutive draws, scored as ``settings.mala`` says (:func:`sgld_step`:
-    consecutive minibatches; :func:`scored_sgld_step`: the move's own minibatch). With T ≥ 2 torch CPU threads one thread draws the random
-    numbers while the others step (``torch.set_num_threads`` is T - 1 meanwhile); the results
-    do not depend on T.
+    consecutive minibatches; :func:`scored_sgld_step`: the move's own minibatch). With T ≥ 2
+    torch CPU threads one thread draws the random numbers while the others step
+    (``torch.set_num_threads`` is T - 1 meanwhile); the results do not depend on T.
     """
     return _Sampler(model, x, y, loss_fn, settings, nbeta, compile).run(progress)
