@@ -60,7 +60,8 @@ def compare(inputs: int, hidden: int, batch: int, steps: int, repeats: int):
     """Median seconds per step of SGD and NGD, and NGD's fallback count."""
     model, x, y = problem(inputs, hidden, batch)
     model_ngd = copy.deepcopy(model)
-    sgd = make_step(model, torch.optim.SGD(model.parameters(), 0.01, 0.9, nesterov=True), x, y)
+    sgd_opt = torch.optim.SGD(model.parameters(), 0.01, 0.9, nesterov=True, foreach=True)
+    sgd = make_step(model, sgd_opt, x, y)  # as the workflow builds it (sltgeom.optim)
     opt = NGD(model_ngd.parameters(), lr=0.01, momentum=0.9, nesterov=True, seed=0, **NGD_SETTINGS)
     ngd = make_step(model_ngd, opt, x, y)
     for step in (sgd, ngd):  # warmup (NGD: past its initial every-step refreshes)
