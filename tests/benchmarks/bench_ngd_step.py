@@ -7,8 +7,11 @@ Default setting ``digits``, the quick default's (config/config.yaml): FFNN 64→
 backward + step. Each repeat times a block of steps (so NGD's periodic Fisher refreshes are
 amortised); SGD and NGD blocks are interleaved, and the median block time per step is reported.
 Exits non-zero if NGD/SGD exceeds ``--max-ratio`` (default 2.0) for any model.
+``--update-period`` sets NGD's Fisher refresh period (default 4, Kaldi's; a huge value times the
+preconditioning alone).
 
     python tests/benchmarks/bench_ngd_step.py [--setting digits] [--repeats 15] [--max-ratio 2.0]
+                                              [--update-period 4]
 """
 
 from __future__ import annotations
@@ -56,13 +59,21 @@ def block_time(step, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def compare(inputs: int, hidden: int, batch: int, steps: int, repeats: int):
+def compare(inputs: int, hidden: int, batch: int, steps: int, repeats: int, period: int = 4):
     """Median seconds per step of SGD and NGD, and NGD's fallback count."""
     model, x, y = problem(inputs, hidden, batch)
     model_ngd = copy.deepcopy(model)
     sgd_opt = torch.optim.SGD(model.parameters(), 0.01, 0.9, nesterov=True, foreach=True)
     sgd = make_step(model, sgd_opt, x, y)  # as the workflow builds it (sltgeom.optim)
-    opt = NGD(model_ngd.parameters(), lr=0.01, momentum=0.9, nesterov=True, seed=0, **NGD_SETTINGS)
+    opt = NGD(
+        model_ngd.parameters(),
+        lr=0.01,
+        momentum=0.9,
+        nesterov=True,
+        seed=0,
+        update_period=period,
+        **NGD_SETTINGS,
+    )
     ngd = make_step(model_ngd, opt, x, y)
     for step in (sgd, ngd):  # warmup (NGD: past its initial every-step refreshes)
         block_time(step, 20)
@@ -80,6 +91,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="steps per timed block (default: per setting)")
     parser.add_argument("--threads", type=int, help="torch threads (default: per setting)")
     parser.add_argument("--max-ratio", type=float, default=2.0)
+    parser.add_argument("--update-period", type=int, default=4)
     args = parser.parse_args(argv)
     setting = SETTINGS[args.setting]
     torch.set_num_threads(args.threads or setting["threads"])
@@ -87,9 +99,14 @@ def main(argv=None) -> int:
     for hidden in setting["hidden"]:
         shape = f"{setting['inputs']}→{hidden}→10, batch {setting['batch']}"
         steps = args.steps or setting["steps"]
-        s, n, fallbacks = compare(setting["inputs"], hidden, setting["batch"], steps, args.repeats)
+        s, n, fallbacks = compare(
+            setting["inputs"], hidden, setting["batch"], steps, args.repeats, args.update_period
+        )
         worst = max(worst, n / s)
-        print(f"{shape}, {torch.get_num_threads()} thread(s), median of {args.repeats} × {steps}:")
+        print(
+            f"{shape}, {torch.get_num_threads()} thread(s), update period {args.update_period},"
+            f" median of {args.repeats} × {steps}:"
+        )
         print(
             f"  SGD step {s * 1e3:.3f} ms | NGD step {n * 1e3:.3f} ms | ratio NGD/SGD {n / s:.2f}"
         )
