@@ -33,14 +33,24 @@ def pending(workdir) -> dict[str, set[str]]:
     return plan
 
 
-@pytest.fixture(scope="module")
-def workflow_dir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
+def copy_workflow(workdir):
     shutil.copy(REPO / "Snakefile", workdir)
     for folder in ("workflow", "config", "envs"):
         shutil.copytree(
             REPO / folder, workdir / folder, ignore=shutil.ignore_patterns("*.egg-info")
         )
+
+
+def job_blocks(dry_run: str) -> list[tuple[str, str]]:
+    """(rule, text of its job block) for every job of a dry run's output."""
+    blocks = dry_run.split("\nrule ")[1:]
+    return [(b.split(":", 1)[0], b) for b in blocks]
+
+
+@pytest.fixture(scope="module")
+def workflow_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    copy_workflow(workdir)
     shutil.copy(REPO / "tests" / "config" / "tiny.yaml", workdir / "config" / "config.yaml")
     snakemake(workdir)
     return workdir
@@ -145,3 +155,22 @@ def test_calibration_target_sweeps_the_last_checkpoints(workflow_dir):
     assert {"llc_mean", "mala_acceptance", "trace_rising", "ok"} <= set(table.columns)
     swap = workflow_dir / "results/tiny_swap/calibration/ffnn-1x16/trunk/seed0/epoch1.parquet"
     assert swap.exists()
+
+
+def test_paper_config_plans_the_whole_reproduction_with_gpus(tmp_path):
+    copy_workflow(tmp_path)
+    blocks = job_blocks(snakemake(tmp_path, "-n", "--configfile", "config/paper.yaml"))
+    counts = {}
+    for rule, _ in blocks:
+        counts[rule] = counts.get(rule, 0) + 1
+    # seeds × architectures × optimizers (sweeps expanded; swap: trunk + two branches)
+    runs = 30 * 6 * 2 + 10 * 6 * 3 + 5 * 5 + 5 * 3 + 1 * 2 * 1
+    assert runs == 582
+    assert {r: counts[r] for r in ("train", "llc", "hessian", "fisher")} == dict.fromkeys(
+        ("train", "llc", "hessian", "fisher"), runs
+    )
+    assert counts["dataset"] == 1 and counts["report"] == 1 and counts["minimally_singular"] == 2
+    for rule, text in blocks:  # device: cuda → one GPU per training and analysis job
+        assert ("gpu=1" in text) == (
+            rule in {"train", "llc", "hessian", "fisher", "minimally_singular"}
+        ), rule
