@@ -176,7 +176,13 @@ def _diagnostics(page: Page, study: StudyData) -> None:
         page.table(diverged)
     summary = diagnostics.llc_flag_summary(tables.get("llc"))
     if len(summary) and summary["flagged"].sum():
-        page.para("LLC estimates with diagnostic flags (marked x in the LLC figures):", "note")
+        page.para(
+            "LLC estimates with diagnostic flags (marked x in the LLC figures). Checkpoints "
+            "before convergence (epoch 0 is the initialisation) are not local minima, so "
+            "negative_llc and loss_below_init are expected there; at_last_epoch counts those "
+            "that enter the final comparison:",
+            "note",
+        )
         page.table(summary)
         flagged = diagnostics.llc_flags(tables.get("llc"))
         page.details(f"All {len(flagged)} flagged checkpoints", _table_html(flagged))
