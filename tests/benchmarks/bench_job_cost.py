@@ -1,0 +1,171 @@
+"""Benchmark: how long each training and analysis job of a config takes on this machine.
+
+For every (study, architecture) of the config, on random data of the dataset's shape and size:
+
+- ``train``: seconds per optimizer step (timed over ``--train-steps`` steps per optimizer
+  setting, slowest setting kept) × steps per epoch × epochs, plus one evaluation per epoch;
+- ``llc``: the fixed cost (L(w*) on the training set) and the seconds per sampler step, from two
+  short runs of the study's sampler settings (``--llc-draws`` and twice that), extrapolated to
+  burn-in + draws, × the checkpoints a job analyses;
+- ``hessian``, ``fisher``: one checkpoint at the study's settings × the checkpoints per job.
+
+It prints minutes per job next to the configured ``resources.<rule>.runtime``, marks jobs that
+would outrun it, and sums job-hours (wall time summed over jobs) per study. A swap study's
+trunks train and analyse fewer epochs than its branches: its figures are upper bounds. Use it
+to size a cluster profile: run it on a compute node (``--device cuda`` on a GPU node) with the
+threads its jobs get.
+
+    python tests/benchmarks/bench_job_cost.py [--configfile config/paper.yaml] [--study NAME]
+        [--device cpu] [--threads 2] [--kinds train llc hessian fisher]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import yaml
+
+from sltgeom.analysis.checkpoints import select_epochs
+from sltgeom.analysis.llc import estimate_llc
+from sltgeom.analysis.measure import MEASURES, llc_settings
+from sltgeom.config import architectures, optimizer_variants, study_runs, validate_config
+from sltgeom.data.registry import get_spec
+from sltgeom.models import count_parameters, init_model
+from sltgeom.optim import build_optimizer
+from sltgeom.train import RunState, evaluate, train_epoch
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_SIZE = {"digits": 1437, "mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+KINDS = ("train", "llc", "hessian", "fisher")
+
+
+def fake_data(dataset: str, device: torch.device):
+    spec = get_spec(dataset)
+    gen = torch.Generator().manual_seed(0)
+    n = TRAIN_SIZE[dataset]
+    x = torch.randn(n, *spec.input_shape, generator=gen).to(device)
+    y = torch.randint(0, spec.n_classes, (n,), generator=gen).to(device)
+    return SimpleNamespace(x_train=x, y_train=y, input_shape=spec.input_shape, n=spec.n_classes)
+
+
+def model_for(spec, data, device):
+    return init_model(spec, data.input_shape, data.n, seed=0).to(device)
+
+
+def seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def train_job(study, spec, data, device, steps: int) -> float:
+    """Seconds of one training run: the slowest optimizer setting's epochs and evaluations."""
+    batch = study["batch_size"]
+    x, y = data.x_train[: steps * batch], data.y_train[: steps * batch]
+    per_step = 0.0
+    for settings in optimizer_variants(study).values():
+        model = model_for(spec, data, device)
+        gen = torch.Generator().manual_seed(0)
+        state = RunState(model, build_optimizer(model.parameters(), settings), gen, 0)
+        warm = 12 * batch  # past NGD's initial every-step Fisher refreshes
+        train_epoch(state, x[:warm], y[:warm], batch)
+        per_step = max(per_step, seconds(lambda s=state: train_epoch(s, x, y, batch)) / steps)
+    model = model_for(spec, data, device)
+    per_eval = seconds(lambda: evaluate(model, data.x_train, data.y_train))
+    epoch = per_step * math.ceil(len(data.x_train) / batch) + per_eval
+    return study["epochs"] * epoch
+
+
+def llc_checkpoint(settings, model, data, short: int) -> float:
+    """Seconds of one checkpoint's LLC, extrapolated from runs of ``short`` and 2 ``short``
+    sampler steps (their difference removes L(w*) and the set-up)."""
+    full = llc_settings(settings, seed=0)
+
+    def run(draws):
+        quick = replace(full, burn_in=0, draws=draws)
+        return seconds(
+            lambda: estimate_llc(
+                model,
+                data.x_train,
+                data.y_train,
+                quick,
+                engine=settings["engine"],
+                compile=settings.get("compile", False),
+            )
+        )
+
+    run(2)  # warm-up (and compilation, if enabled)
+    t1, t2 = run(short), run(2 * short)
+    per_step = max(t2 - t1, 0.0) / short
+    return t1 - short * per_step + (full.burn_in + full.draws) * per_step
+
+
+def checkpoints_per_job(name: str, study) -> int:
+    selection = study["analysis"]["epochs"]
+    return max(len(select_epochs(run, selection)) for run in study_runs(name, study))
+
+
+def job_minutes(kind, name, study, spec, data, device, args) -> float:
+    if kind == "train":
+        return train_job(study, spec, data, device, args.train_steps) / 60
+    settings = study["analysis"][kind]
+    model = model_for(spec, data, device)
+    if kind == "llc":
+        per_checkpoint = llc_checkpoint(settings, model, data, args.llc_draws)
+    else:
+        per_checkpoint = seconds(lambda: MEASURES[kind](model, data, settings, 0))
+    return checkpoints_per_job(name, study) * per_checkpoint / 60
+
+
+def report_study(name, study, config, device, args) -> float:
+    """Prints one line per (architecture, kind); returns the study's job-hours."""
+    data = fake_data(study["dataset"], device)
+    runs_per_arch = len(study_runs(name, study)) // len(architectures(study))
+    total = 0.0
+    for arch, spec in architectures(study).items():
+        params = count_parameters(model_for(spec, data, device))
+        for kind in args.kinds:
+            if kind != "train" and not study["analysis"][kind]["enabled"]:
+                continue
+            minutes = job_minutes(kind, name, study, spec, data, device, args)
+            limit = config["resources"][kind]["runtime"]
+            total += minutes / 60 * runs_per_arch
+            mark = "  OVER the runtime" if minutes > limit else ""
+            print(
+                f"{name:24s} {arch:12s} {params:>9,d} {kind:8s} {minutes:9.2f} min/job "
+                f"× {runs_per_arch} jobs (runtime {limit} min){mark}",
+                flush=True,
+            )
+    print(f"{name}: about {total:.1f} job-hours on {device}\n", flush=True)
+    return total
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--configfile", default=str(REPO / "config/paper.yaml"))
+    parser.add_argument("--study", action="append", help="study to time (default: all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--train-steps", type=int, default=50)
+    parser.add_argument("--llc-draws", type=int, default=20)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load(Path(args.configfile).read_text())
+    config = validate_config(config, REPO / "config/schema.yaml")
+    device = torch.device(args.device)
+    studies = args.study or list(config["studies"])
+    total = sum(report_study(s, config["studies"][s], config, device, args) for s in studies)
+    print(f"all: about {total:.1f} job-hours on {device}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
