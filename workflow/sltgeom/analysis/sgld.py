@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -176,7 +177,9 @@ def sgnht_step(prob: Problem, theta, idx, noise, momentum, thermostat, hyper):
 
 
 _COMPILED: dict = {}
-_PROBLEMS: set = set()  # (step, id of the problem): a new one may recompile
+# (step, id of the problem) → the problem, while it lives: a new one may recompile. Weak, so a
+# later problem that reuses a dead one's id is still new.
+_PROBLEMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 RECOMPILES = 64  # per step kind and process (torch's default of 8 would turn compiling off)
 AHEAD = 3  # steps whose random draws may be ready before they are taken
 
@@ -190,11 +193,12 @@ def call_step(step, compile: bool, *args):
             options = {"cpp_wrapper": True}  # less Python per call than the default wrapper
             _COMPILED[step] = torch.compile(step, fullgraph=True, dynamic=False, options=options)
         try:
-            if (step, id(args[0])) in _PROBLEMS:
+            key = (step, id(args[0]))
+            if _PROBLEMS.get(key) is args[0]:
                 return _COMPILED[step](*args)
             with torch._dynamo.config.patch(recompile_limit=RECOMPILES):
                 out = _COMPILED[step](*args)
-            _PROBLEMS.add((step, id(args[0])))
+            _PROBLEMS[key] = args[0]
             return out
         except Exception as err:  # a compiler failure, or an error the eager call repeats
             out = step(*args)
