@@ -50,13 +50,13 @@ GPU = config["gpu_per_job"] if config["gpu_per_job"] is not None else int(uses_c
 # `device: auto` is resolved where the workflow is parsed: on a login node without a GPU, cluster
 # jobs would request none.
 onstart:
-    if config["device"] == "auto" and config["gpu_per_job"] is None and not GPU:
-        if workflow.non_local_exec:
-            logger.warning(
-                "device: auto found no GPU on this host, so no job requests one from the "
-                "cluster; set device: cuda (or gpu_per_job: 1) to use the cluster's GPUs "
-                "(docs/cluster.md)."
-            )
+    auto = config["device"] == "auto" and config["gpu_per_job"] is None
+    if auto and not GPU and workflow.non_local_exec:
+        logger.warning(
+            "device: auto found no GPU on this host, so no job requests one from the "
+            "cluster; set device: cuda (or gpu_per_job: 1) to use the cluster's GPUs "
+            "(docs/cluster.md)."
+        )
 
 
 def resource(rule_name, key):
