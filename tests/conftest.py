@@ -1,4 +1,5 @@
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def copy_workflow(workdir: Path) -> None:
+    """The Snakefile, workflow/, config/ and envs/ of the repository into ``workdir``."""
+    shutil.copy(REPO / "Snakefile", workdir)
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    for folder in ("workflow", "config", "envs"):
+        shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
 
 
 @pytest.fixture(scope="session")

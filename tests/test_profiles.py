@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, copy_workflow
 
-REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "workflow" / "profiles"
 SLURM_KIT = REPO / "tests" / "slurm"
 TINY = REPO / "tests" / "config" / "tiny.yaml"
@@ -116,14 +116,7 @@ def workflow_copy(tmp_path_factory):
     if not (REPO / "Snakefile").exists() or not TINY.exists():
         pytest.skip("workflow or tests/config/tiny.yaml not present yet")
     workdir = tmp_path_factory.mktemp("profiles")
-    shutil.copy(REPO / "Snakefile", workdir)
-    for folder in ("workflow", "config", "envs"):
-        if (REPO / folder).exists():
-            shutil.copytree(
-                REPO / folder,
-                workdir / folder,
-                ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"),
-            )
+    copy_workflow(workdir)
     shutil.copy(TINY, workdir / "config" / "config.yaml")
     return workdir
 

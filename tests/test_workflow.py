@@ -9,7 +9,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_workflow
 
 from sltgeom.schemas import DETAIL_TABLE, TABLES, schema_columns
 
@@ -32,14 +32,6 @@ def pending(workdir) -> dict[str, set[str]]:
         if row[-1] == "update pending":
             plan.setdefault(row[2], set()).add(row[0])
     return plan
-
-
-def copy_workflow(workdir):
-    shutil.copy(REPO / "Snakefile", workdir)
-    for folder in ("workflow", "config", "envs"):
-        shutil.copytree(
-            REPO / folder, workdir / folder, ignore=shutil.ignore_patterns("*.egg-info")
-        )
 
 
 def job_blocks(dry_run: str) -> list[tuple[str, str]]:
