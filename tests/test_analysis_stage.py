@@ -9,7 +9,8 @@ from conftest import SCHEMA
 
 from sltgeom.analysis import checkpoints as stage
 from sltgeom.analysis.generalisation import generalisation_table
-from sltgeom.analysis.measure import LLC_PRESETS, llc_settings, subset
+from sltgeom.analysis.measure import LLC_PRESETS, llc_settings
+from sltgeom.analysis.measurement import subset
 from sltgeom.analysis.toy import measure_toy
 from sltgeom.config import validate_config
 from sltgeom.schemas import TABLES
@@ -43,11 +44,12 @@ def test_analysis_seeds_differ_per_run_and_epoch():
 
 
 def test_llc_settings_presets_and_overrides():
-    assert llc_settings({"preset": "calibrated"}, 3).step_size == 5e-7
+    assert llc_settings({"preset": "calibrated"}, 3).step_size == "auto"
+    assert llc_settings({}, 3) == llc_settings({"preset": "validated"}, 3)
     seeds = llc_settings({"preset": "seeds", "chains": 2}, 3)
     assert (seeds.step_size, seeds.nbeta, seeds.chains, seeds.seed) == (1e-4, "batch", 2, 3)
     assert llc_settings({"preset": "seeds", "nbeta": None}, 0).nbeta is None
-    assert set(LLC_PRESETS) == {"calibrated", "seeds"}
+    assert set(LLC_PRESETS) == {"validated", "calibrated", "seeds"}
 
 
 def test_subset_is_seeded_and_bounded():

@@ -187,7 +187,7 @@ def test_trace_rise_test_on_synthetic_traces():
 
 def test_flag_trace_rising_without_burn_in():
     toy, x, y, loss = toy_problem(2000, r=1000)
-    short = LLCSettings(draws=200, burn_in=0)  # relaxation time 1/(ε·2nβ) ≈ 180 steps
+    short = LLCSettings(draws=200, burn_in=0, step_size=5e-7)  # relaxation 1/(ε·2nβ) ≈ 180 steps
     res = estimate_llc(toy, x, y, short, loss_fn=loss)
     assert res.trace_rising and res.llc_mean < 0.5 * 500
     res = estimate_llc(toy, x, y, replace(short, burn_in=2000), loss_fn=loss)

@@ -31,49 +31,78 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor, nn
 
+from sltgeom.analysis import convergence
+from sltgeom.analysis.llc_schedule import Schedule, resolve_schedule
 from sltgeom.analysis.sgld import full_loss, sample_chains
 
 ENGINES = ("fast", "devinterp")
 SAMPLERS = ("sgld", "sgnht")
 MALA_MODES = ("consecutive", "same_batch")
+INIT_LOSSES = ("full", "devinterp")
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class LLCSettings:
-    """Sampler settings. Defaults are calibrated on the minimally singular toy (docs/llc.md).
+    """Sampler settings. The defaults pass the known-λ validation suite (docs/llc.md).
 
+    step_size: a number, or ``"auto"``: decided per checkpoint from the top Hessian eigenvalue
+    and a pilot's same-batch MALA acceptance (:mod:`.llc_schedule`; ``step_scale``,
+    ``min_acceptance``). burn_in: a number of steps, or ``"auto"``: ``burn_in_scale``/(εγ)
+    steps, the time for the chains to spread to the localization radius along flat directions,
+    capped at ``max_burn_in``. A chain whose loss becomes non-finite is retried with ε/4 up to
+    ``max_retries`` times.
     nbeta: None → n/ln n, "batch" → B/ln B, or a positive number. diffusion_factor is SGNHT's A.
     mala: how SGLD moves are scored. ``"consecutive"`` (devinterp's convention) compares the
     losses of two consecutive steps, i.e. of two different minibatches, so on real data the
     acceptance also measures minibatch noise; ``"same_batch"`` (fast engine) scores each draw
     move on the minibatch that made it, at the cost of a second gradient per draw, so the
     acceptance measures the step's discretisation error alone.
+    init_loss: L(w*) on the ``"full"`` training set, or ``"devinterp"``: the mean over
+    ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
     """
 
     sampler: str = "sgld"
     chains: int = 4
-    draws: int = 4000
-    burn_in: int = 4000
-    step_size: float = 5e-7
-    localization: float = 10.0
+    draws: int = 2000
+    burn_in: int | str = "auto"
+    step_size: float | str = "auto"
+    localization: float = 1.0
     nbeta: float | str | None = None
     batch_size: int = 512
     seed: int = 0
     diffusion_factor: float = 0.01
     mala: str = "consecutive"
+    step_scale: float = 1.0
+    min_acceptance: float = 0.95
+    burn_in_scale: float = 0.2
+    max_burn_in: int = 50_000
+    max_retries: int = 2
+    init_loss: str = "full"
 
     def __post_init__(self):
         _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
         _check(self.mala in MALA_MODES, "mala", f"one of {MALA_MODES}", self.mala)
-        for name, low in (("chains", 1), ("draws", 2), ("burn_in", 0), ("batch_size", 1)):
+        _check(self.init_loss in INIT_LOSSES, "init_loss", f"one of {INIT_LOSSES}", self.init_loss)
+        counts = (("chains", 1), ("draws", 2), ("batch_size", 1), ("max_burn_in", 1))
+        for name, low in (*counts, ("max_retries", 0), ("seed", 0)):
             value = getattr(self, name)
             _check(_is_int(value) and value >= low, name, f"an integer >= {low}", value)
-        _check(_is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        _check(_positive(self.step_size), "step_size", "a finite number > 0", self.step_size)
+        burn_ok = self.burn_in == AUTO or (_is_int(self.burn_in) and self.burn_in >= 0)
+        _check(burn_ok, "burn_in", f'an integer >= 0 or "{AUTO}"', self.burn_in)
+        step_ok = self.step_size == AUTO or _positive(self.step_size)
+        _check(step_ok, "step_size", f'a finite number > 0 or "{AUTO}"', self.step_size)
+        for name in ("step_scale", "burn_in_scale", "diffusion_factor"):
+            _check(_positive(getattr(self, name)), name, "a finite number > 0", getattr(self, name))
+        accept_ok = _is_real(self.min_acceptance) and 0 <= self.min_acceptance < 1
+        _check(accept_ok, "min_acceptance", "a number in [0, 1)", self.min_acceptance)
         loc_ok = _is_real(self.localization) and 0 <= self.localization < math.inf
         _check(loc_ok, "localization", "a finite number >= 0", self.localization)
-        df_ok = _positive(self.diffusion_factor)
-        _check(df_ok, "diffusion_factor", "a finite number > 0", self.diffusion_factor)
+        if self.burn_in == AUTO:
+            _check(self.localization > 0, "localization", f'> 0 with burn_in "{AUTO}"', 0.0)
+        if self.step_size == AUTO:
+            needs = f'"sgld" with step_size "{AUTO}"'
+            _check(self.sampler == "sgld", "sampler", needs, self.sampler)
         nb_ok = self.nbeta is None or self.nbeta == "batch" or _positive(self.nbeta)
         _check(nb_ok, "nbeta", 'None, "batch" or a finite number > 0', self.nbeta)
 
@@ -115,9 +144,15 @@ class LLCResult:
 
     loss_trace: (chains, draws) minibatch losses; mala_trace: (chains, draws - 1) acceptance
     probabilities (NaN for SGNHT). wbic = n·mean(loss_trace) (Watanabe 2013; a WBIC proper only
-    at nβ = n/ln n). Flags: ``trace_rising`` (chain-mean loss still rising over the last 20% of
-    draws, see :func:`trace_rise_test`), ``negative_llc`` (llc_mean < 0), ``loss_below_init``
-    (some chain's mean sampled loss lies below L(w*): w* is not a local minimum).
+    at nβ = n/ln n). ``settings`` are those the chains ran with (ε and burn-in resolved),
+    ``requested`` those asked for; ``schedule`` says how ε and the burn-in were decided.
+    Convergence: ``rhat`` (rank-normalised split-R̂ of the loss traces) and ``ess`` (bulk
+    effective sample size), :mod:`.convergence`. Flags: ``trace_rising`` (chain-mean loss still
+    rising over the last 20% of draws, see :func:`trace_rise_test`), ``not_converged``
+    (R̂ > 1.05: the chains, or the halves of one, disagree), ``negative_llc`` (llc_mean < 0),
+    ``loss_below_init`` (some chain's mean sampled loss lies below L(w*): w* is not a local
+    minimum). ``diverged_chains``: chains whose loss became non-finite in the last attempt, after
+    ``retries`` retries with ε/4; then llc_mean is NaN.
     """
 
     llc_mean: float
@@ -137,6 +172,13 @@ class LLCResult:
     engine: str
     settings: LLCSettings
     seconds: float = float("nan")
+    rhat: float = float("nan")
+    ess: float = float("nan")
+    not_converged: bool = False
+    diverged_chains: int = 0
+    retries: int = 0
+    schedule: Schedule | None = None
+    requested: LLCSettings | None = None
 
     def to_row(self) -> dict[str, Any]:
         """One flat row for a per-(run, epoch) table: estimates, flags and settings."""
@@ -144,9 +186,17 @@ class LLCResult:
         row = {k: getattr(self, k) for k in keys}
         row.update(trace_slope_t=self.trace_slope_t, negative_llc=self.negative_llc)
         row.update(loss_below_init=self.loss_below_init, nbeta=self.nbeta, n=self.n)
+        row.update(llc_rhat=self.rhat, llc_ess=self.ess, not_converged=self.not_converged)
+        row.update(diverged_chains=self.diverged_chains, llc_retries=self.retries)
+        schedule = self.schedule or Schedule(self.settings.step_size, self.settings.burn_in)
+        row.update(hessian_top=schedule.hessian_top, pilot_acceptance=schedule.pilot_acceptance)
+        row.update(burn_in_capped=schedule.burn_in_capped)
         row.update(engine=self.engine, seconds=self.seconds)
         row.update({f"llc_{k}": v for k, v in asdict(self.settings).items() if k != "nbeta"})
         row["llc_nbeta_setting"] = str(self.settings.nbeta)
+        requested = self.requested or self.settings
+        row["llc_step_rule"] = "auto" if requested.step_size == AUTO else "fixed"
+        row["llc_burn_in_rule"] = "auto" if requested.burn_in == AUTO else "fixed"
         return row
 
     def trace_frame(self) -> pd.DataFrame:
@@ -203,29 +253,41 @@ def summarize(
     settings: LLCSettings,
     seconds: float = float("nan"),
 ) -> LLCResult:
-    """Assemble an :class:`LLCResult` from a (chains, draws) loss trace."""
+    """Assemble an :class:`LLCResult` from a (chains, draws) loss trace.
+
+    A chain with a non-finite loss anywhere counts as diverged: its LLC is NaN, and so is the
+    mean; the flags and convergence diagnostics then describe the finite chains only.
+    """
     loss_trace = np.asarray(loss_trace, dtype=np.float64)
-    per_chain = nbeta * (loss_trace.mean(axis=1) - loss_init)
-    t_stat, rising = trace_rise_test(loss_trace)
-    mala = float(np.mean(mala_trace)) if np.size(mala_trace) else float("nan")
+    finite = np.isfinite(loss_trace).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        per_chain = np.where(finite, nbeta * (loss_trace.mean(axis=1) - loss_init), np.nan)
+    ok = loss_trace[finite]
+    t_stat, rising = trace_rise_test(ok) if len(ok) else (float("nan"), False)
+    mala = np.asarray(mala_trace, dtype=np.float64)
+    r_hat = convergence.rhat(ok) if len(ok) else float("nan")
     return LLCResult(
         llc_mean=float(per_chain.mean()),
         llc_std=float(per_chain.std(ddof=1)) if per_chain.size > 1 else float("nan"),
         llc_per_chain=per_chain,
         loss_init=float(loss_init),
         wbic=float(n * loss_trace.mean()),
-        mala_acceptance=mala,
+        mala_acceptance=float(np.nanmean(mala)) if np.isfinite(mala).any() else float("nan"),
         loss_trace=loss_trace,
-        mala_trace=np.asarray(mala_trace, dtype=np.float64),
+        mala_trace=mala,
         trace_rising=bool(rising),
         trace_slope_t=float(t_stat),
-        negative_llc=bool(per_chain.mean() < 0),
-        loss_below_init=bool((loss_trace.mean(axis=1) < loss_init).any()),
+        negative_llc=bool(np.nanmean(per_chain) < 0) if finite.any() else False,
+        loss_below_init=bool((ok.mean(axis=1) < loss_init).any()),
         nbeta=float(nbeta),
         n=int(n),
         engine=engine,
         settings=settings,
         seconds=seconds,
+        rhat=r_hat,
+        ess=convergence.ess(ok) if len(ok) else float("nan"),
+        not_converged=bool(r_hat > convergence.RHAT_THRESHOLD),
+        diverged_chains=int((~finite).sum()),
     )
 
 
@@ -247,14 +309,39 @@ def estimate_llc(
 ) -> LLCResult:
     """Estimate the LLC of ``model`` at its current weights w* on the training set (x, y).
 
-    λ̂ = nβ·(mean over draws of L_B(w_t) - L_n(w*)) per chain, n = len(x); L_n(w*) is computed
-    on the full set. ``loss_fn(output, y)`` must return the batch *mean* loss (default: mean
-    cross-entropy on logits). ``device`` defaults to that of ``x``; the caller's model is not
-    modified. ``compile`` runs the fast engine's step through ``torch.compile`` (compiled once
-    per process and problem shape; eager if compilation fails). Raises ValueError on invalid
-    settings or engine.
+    λ̂ = nβ·(mean over draws of L_B(w_t) - L(w*)) per chain, n = len(x); L(w*) is computed on
+    the full set (``init_loss="full"``). ``"auto"`` step size and burn-in are decided first
+    (:mod:`.llc_schedule`, always with the fast engine's pilot); if a chain diverges the estimate
+    is rerun with ε/4, at most ``max_retries`` times. ``loss_fn(output, y)`` must return the batch
+    *mean* loss (default: mean cross-entropy on logits). ``device`` defaults to that of ``x``;
+    the caller's model is not modified. ``compile`` runs the fast engine's step through
+    ``torch.compile`` (compiled once per process and problem shape; eager if compilation fails).
+    Raises ValueError on invalid settings or engine.
     """
     settings = settings or LLCSettings()
+    _check_call(x, y, settings, engine)
+    loss_fn = loss_fn or _mean_cross_entropy
+    device = torch.device(device) if device is not None else x.device
+    model = _model_on(model, device)
+    x, y = x.to(device), y.to(device)
+    nbeta, n = settings.resolve_nbeta(len(x)), len(x)
+    start = time.perf_counter()
+    loss_init = _init_loss(model, x, y, loss_fn, settings)
+    schedule = resolve_schedule(model, x, y, loss_fn, settings, nbeta, compile)
+    run = replace(settings, step_size=schedule.step_size, burn_in=schedule.burn_in)
+    for attempt in range(settings.max_retries + 1):
+        loss_trace, mala_trace = _traces(
+            model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, progress
+        )
+        if np.isfinite(loss_trace).all() or attempt == settings.max_retries:
+            break
+        run = replace(run, step_size=run.step_size / 4)
+    seconds = time.perf_counter() - start
+    res = summarize(loss_trace, mala_trace, loss_init, nbeta, n, engine, run, seconds)
+    return replace(res, retries=attempt, schedule=schedule, requested=settings)
+
+
+def _check_call(x: Tensor, y: Tensor, settings: LLCSettings, engine: str) -> None:
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "devinterp" and settings.mala != "consecutive":
@@ -264,24 +351,35 @@ def estimate_llc(
             f"need len(x) == len(y) >= LLCSettings.batch_size, got "
             f"{len(x)}, {len(y)}, batch_size={settings.batch_size}"
         )
-    loss_fn = loss_fn or _mean_cross_entropy
-    device = torch.device(device) if device is not None else x.device
-    model = _model_on(model, device)
-    x, y = x.to(device), y.to(device)
-    nbeta, n = settings.resolve_nbeta(len(x)), len(x)
-    start = time.perf_counter()
-    loss_init = full_loss(model, x, y, loss_fn)
+
+
+def _init_loss(model, x, y, loss_fn, settings: LLCSettings) -> float:
+    """L(w*): on the full set, or as devinterp's default (mean of ``chains`` seeded batches)."""
+    if settings.init_loss == "full":
+        return full_loss(model, x, y, loss_fn)
+    from devinterp.utils import get_init_loss_multi_batch
+
+    # as estimate_learning_coeff_with_summary does it: the first `chains` batches of the
+    # shuffled loader, drawn from the global generator (seeded as the devinterp engine seeds it)
+    torch.manual_seed(settings.seed)
+    loader = _loader(x, y, settings.batch_size)
+    evaluate = lambda m, batch: loss_fn(m(batch[0]), batch[1])  # noqa: E731
+    return get_init_loss_multi_batch(loader, settings.chains, model, evaluate, x.device)
+
+
+def _loader(x: Tensor, y: Tensor, batch_size: int):
+    dataset = torch.utils.data.TensorDataset(x, y)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+
+
+def _traces(model, x, y, loss_fn, settings, nbeta, loss_init, engine, compile, progress):
+    """(loss, MALA) traces of one attempt with fixed ε and burn-in."""
     if engine == "fast":
         out = sample_chains(
             model, x, y, loss_fn, settings, nbeta, compile=compile, progress=progress
         )
-        loss_trace, mala_trace = out.loss.numpy(), out.mala.numpy()
-    else:
-        loss_trace, mala_trace = _devinterp_traces(
-            model, x, y, loss_fn, settings, nbeta, loss_init, progress
-        )
-    seconds = time.perf_counter() - start
-    return summarize(loss_trace, mala_trace, loss_init, nbeta, n, engine, settings, seconds)
+        return out.loss.numpy(), out.mala.numpy()
+    return _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress)
 
 
 def _model_on(model: nn.Module, device: torch.device) -> nn.Module:
@@ -306,9 +404,7 @@ def _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress
             "LLCSettings.localization must be 0 for engine='devinterp' with sampler='sgnht' "
             "(devinterp's SGNHT has no localization term)"
         )
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y), batch_size=s.batch_size, shuffle=True
-    )
+    loader = _loader(x, y, s.batch_size)
     if s.sampler == "sgld":
         method, callbacks = SGLD, [MalaAcceptanceRate(s.chains, s.draws, s.step_size, nbeta=nbeta)]
         kwargs = dict(lr=s.step_size, localization=s.localization, nbeta=nbeta)

@@ -1,4 +1,5 @@
-"""One analysis of one checkpoint: LLC, Hessian or Fisher, as a table row plus a long table.
+"""The LLC of one checkpoint as a table row plus a long table (the Hessian's and the Fisher's
+are measured by ``measure_hessian`` and ``measure_fisher`` beside their estimators).
 
 Each ``measure_*`` takes the model at w*, the loaded dataset, the analysis settings of the
 study's config (``analysis.llc`` / ``analysis.hessian`` / ``analysis.fisher``) and a seed, and
@@ -10,34 +11,29 @@ in docs/tables.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
-import pandas as pd
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from sltgeom.analysis.fisher import fisher_spectrum
-from sltgeom.analysis.hessian import hessian_spectrum
 from sltgeom.analysis.llc import LLCSettings, estimate_llc
+from sltgeom.analysis.measurement import Measurement
 
-
-@dataclass
-class Measurement:
-    row: dict
-    detail: pd.DataFrame
-
-
-# Unset sampler keys come from a preset: the calibrated defaults of LLCSettings (docs/llc.md), or
-# the original notebooks' settings, kept for comparison with the paper.
+# Unset sampler keys come from a preset: the validated defaults of LLCSettings (docs/llc.md;
+# "calibrated" is their old name), or the original notebooks' settings (notebooks 000/001:
+# devinterp's SGLD with lr 1e-4, localization 100, its default nbeta B/ln B at batch 128, 1000
+# draws of 1 chain, no burn-in, devinterp's own initial loss), kept for comparison with the paper.
 LLC_PRESETS = {
+    "validated": {},
     "calibrated": {},
     "seeds": {
         "step_size": 1e-4,
         "localization": 100.0,
         "nbeta": "batch",
-        "draws": 200,
+        "draws": 1000,
+        "chains": 1,
         "burn_in": 0,
-        "batch_size": 64,
+        "batch_size": 128,
+        "init_loss": "devinterp",
     },
 }
 
@@ -46,17 +42,8 @@ def llc_settings(settings: Mapping, seed: int) -> LLCSettings:
     """:class:`LLCSettings` from the preset, overridden by the keys set in ``settings``."""
     names = {f.name for f in fields(LLCSettings)} - {"seed"}
     given = {k: v for k, v in settings.items() if k in names}
-    preset = LLC_PRESETS[settings.get("preset", "calibrated")]
+    preset = LLC_PRESETS[settings.get("preset", "validated")]
     return LLCSettings(**{**preset, **given}, seed=seed)
-
-
-def subset(x: Tensor, y: Tensor, samples: int | None, seed: int) -> tuple[Tensor, Tensor]:
-    """The first ``samples`` points of a seeded permutation (all points if None or larger)."""
-    if samples is None or samples >= len(x):
-        return x, y
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:samples]
-    order = order.to(x.device)
-    return x[order], y[order]
 
 
 def measure_llc(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
@@ -71,34 +58,3 @@ def measure_llc(model: nn.Module, data, settings: Mapping, seed: int) -> Measure
     row = {**res.to_row(), "llc_per_chain": res.llc_per_chain.tolist()}
     row["gen_estimate"] = res.loss_init + res.llc_mean / res.n
     return Measurement(row, res.trace_frame())
-
-
-def measure_hessian(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
-    x, y = subset(data.x_train, data.y_train, settings["samples"], settings["seed"])
-    spec = hessian_spectrum(
-        model,
-        x,
-        y,
-        batch_size=settings["batch_size"],
-        backend=settings["backend"],
-        top_k=settings["top_k"],
-        trace_probes=settings["trace_probes"],
-        slq_steps=settings["slq_steps"],
-        slq_probes=settings["slq_probes"],
-        grid_size=settings["grid_size"],
-        rank_probes=settings["rank_probes"],
-        seed=seed,
-    )
-    return Measurement(spec.to_row(), spec.density)
-
-
-def measure_fisher(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
-    del seed  # the Fisher is exact on its samples
-    x, _ = subset(data.x_train, data.y_train, settings["samples"], settings["seed"])
-    spec = fisher_spectrum(
-        model, x, batch_size=settings["batch_size"], grid_size=settings["grid_size"]
-    )
-    return Measurement(spec.to_row(), spec.kfac_density)
-
-
-MEASURES = {"llc": measure_llc, "hessian": measure_hessian, "fisher": measure_fisher}

@@ -1,0 +1,188 @@
+"""The LLC against closed forms: Aoyagi & Watanabe's reduced-rank regression, regular models, the
+minimally singular toy; R̂/ESS against ArviZ and AR(1); divergence retries; the seeds preset
+against devinterp called as notebook 000 called it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sltgeom.analysis import convergence
+from sltgeom.analysis.known_llc import (
+    CASES,
+    FAST_CASES,
+    rrr_full_rank_a_coefficient,
+    rrr_learning_coefficient,
+    validate_case,
+)
+from sltgeom.analysis.llc import LLCSettings, estimate_llc
+from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.toy import toy_problem
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# --- closed forms ------------------------------------------------------------------------------
+
+# (M, H, N, r) → λ, computed by hand from Aoyagi & Watanabe (2005), one per case of the formula.
+HAND = {
+    (8, 6, 8, 1): 22.0,  # central, M+H+N+r = 23 odd: (2·7·16 − 0 − 49 + 1)/8
+    (6, 4, 6, 2): 13.5,  # central, even: (2·6·12 − 36)/8
+    (1, 1, 1, 0): 0.5,  # K = a²b²: λ = 1/2 (multiplicity 2)
+    (2, 1, 2, 0): 1.0,  # K = ‖a‖²‖b‖², a, b ∈ R²: λ = min(2, 2)/2
+    (3, 1, 1, 0): 0.5,  # N + H < M + r: (HN − Hr + Mr)/2
+    (1, 1, 3, 0): 0.5,  # M + H < N + r: (HM − Hr + Nr)/2
+    (1, 3, 1, 1): 0.5,  # M + N < H + r: MN/2 (regular: y = c·x)
+    (4, 2, 4, 2): 6.0,  # r = H: the rank-2 4×4 matrices, dimension 2·(4 + 4 − 2) = 12
+    (10, 2, 2, 1): 6.0,  # N + H < M + r: (4 − 2 + 10)/2
+}
+
+
+@pytest.mark.parametrize("shape, value", HAND.items())
+def test_aoyagi_formula_against_hand_values(shape, value):
+    assert rrr_learning_coefficient(*shape) == value
+
+
+def test_aoyagi_formula_is_symmetric_and_bounded():
+    for m, h, n in [(3, 2, 5), (8, 6, 8), (7, 3, 4), (2, 5, 3)]:
+        for r in range(min(m, h, n) + 1):
+            lam = rrr_learning_coefficient(m, h, n, r)
+            assert lam == rrr_learning_coefficient(n, h, m, r)
+            assert 0 < lam <= h * (m + n) / 2 or (r == 0 and lam >= 0)
+    with pytest.raises(ValueError):
+        rrr_learning_coefficient(2, 2, 2, 3)
+
+
+def test_full_rank_a_coefficient():
+    assert rrr_full_rank_a_coefficient(8, 6, 8, 1) == 25.0  # > Aoyagi's global 22
+    assert rrr_full_rank_a_coefficient(8, 6, 8, 0) == 24.0  # K ≍ ‖B‖²: regular in B
+    # r = H: every true parameter is full rank and the two coincide
+    assert rrr_full_rank_a_coefficient(4, 2, 4, 2) == rrr_learning_coefficient(4, 2, 4, 2)
+
+
+# --- the estimator with its defaults -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FAST_CASES)
+def test_defaults_recover_known_learning_coefficients(name):
+    case = CASES[name]
+    row = validate_case(case)
+    tolerance = 0.03 if case.kind == "toy" else 0.10
+    assert row["ratio"] == pytest.approx(1.0, abs=tolerance), row
+    assert not row["not_converged"] and row["diverged_chains"] == 0
+    assert row["llc_step_rule"] == "auto" and row["llc_step_size"] > 0
+
+
+# --- convergence diagnostics -------------------------------------------------------------------
+
+
+def ar1(rng, chains: int, draws: int, rho: float) -> np.ndarray:
+    x = np.zeros((chains, draws))
+    noise = rng.normal(size=(chains, draws))
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + noise[:, t]
+    return x
+
+
+def test_ess_of_ar1_matches_closed_form():
+    rng = np.random.default_rng(0)
+    for rho in (0.0, 0.5, 0.9):
+        x = ar1(rng, 4, 20_000, rho)
+        expected = x.size * (1 - rho) / (1 + rho)
+        assert convergence.ess(x) == pytest.approx(expected, rel=0.1)
+        assert convergence.rhat(x) < 1.01
+
+
+def test_rhat_flags_chains_that_disagree():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 1000))
+    x[3] += 1.0
+    assert convergence.rhat(x) > 1.05
+    trend = rng.normal(size=(1, 2000)) + np.linspace(0, 3, 2000)
+    assert convergence.rhat(trend) > 1.05  # one chain: its two halves disagree
+
+
+def test_convergence_matches_arviz():
+    az = pytest.importorskip("arviz")
+    rng = np.random.default_rng(2)
+    for x in (rng.normal(size=(4, 500)), ar1(rng, 3, 800, 0.8), rng.gamma(2.0, size=(2, 300))):
+        assert convergence.rhat(x) == pytest.approx(float(az.rhat(x)), rel=1e-10)
+        assert convergence.ess(x) == pytest.approx(float(az.ess(x)), rel=0.02)
+
+
+# --- divergence --------------------------------------------------------------------------------
+
+
+def test_divergent_chains_are_retried_with_a_smaller_step():
+    model, x, y, loss = toy_problem(200, 20, n=60_000)
+    # stiffness k = 2nβ + γ ≈ 10 910: ε·k ≈ 10.9 diverges, ε/4 (ε·k ≈ 2.7) is stable
+    blow_up = LLCSettings(step_size=1e-3, burn_in=50, draws=200, chains=2, localization=1.0)
+    res = estimate_llc(model, x, y, blow_up, loss_fn=loss)
+    assert res.retries == 1 and res.diverged_chains == 0 and math.isfinite(res.llc_mean)
+    assert res.settings.step_size == pytest.approx(2.5e-4)
+    row = res.to_row()
+    assert row["llc_retries"] == 1 and row["llc_step_size"] == pytest.approx(2.5e-4)
+
+
+def test_divergence_without_retries_is_a_flagged_nan():
+    model, x, y, loss = toy_problem(200, 20, n=60_000)
+    blow_up = LLCSettings(step_size=1e-3, burn_in=50, draws=200, chains=2, max_retries=0)
+    res = estimate_llc(model, x, y, blow_up, loss_fn=loss)
+    assert math.isnan(res.llc_mean) and res.diverged_chains == 2
+    assert not (res.negative_llc or res.loss_below_init or res.not_converged)
+
+
+# --- the seeds' settings -----------------------------------------------------------------------
+
+
+def small_classifier():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(512, 6, generator=gen), torch.randint(0, 3, (512,), generator=gen)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, x, y
+
+
+def test_seeds_preset_is_notebook_000():
+    settings = llc_settings({"preset": "seeds"}, seed=5)
+    assert (settings.step_size, settings.localization, settings.nbeta) == (1e-4, 100.0, "batch")
+    assert (settings.draws, settings.chains, settings.burn_in) == (1000, 1, 0)
+    assert (settings.batch_size, settings.init_loss, settings.sampler) == (128, "devinterp", "sgld")
+    assert settings.resolve_nbeta(60_000) == pytest.approx(128 / math.log(128))
+
+
+def test_seeds_preset_equals_devinterp_called_as_the_notebook():
+    from devinterp.optim.sgld import SGLD
+    from devinterp.slt.sampler import estimate_learning_coeff_with_summary
+    from devinterp.utils import default_nbeta
+
+    model, x, y = small_classifier()
+    settings = replace(llc_settings({"preset": "seeds"}, seed=5), draws=200)
+    ours = estimate_llc(model, x, y, settings, engine="devinterp")
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=128, shuffle=True
+    )
+    torch.manual_seed(5)
+    ref = estimate_learning_coeff_with_summary(
+        model,
+        loader,
+        evaluate=lambda m, batch: nn.functional.cross_entropy(m(batch[0]), batch[1]),
+        sampling_method=SGLD,
+        optimizer_kwargs=dict(lr=1e-4, localization=100.0, nbeta=default_nbeta(loader)),
+        num_chains=1,
+        num_draws=200,
+        seed=5,
+        device="cpu",
+    )
+    assert ours.llc_mean == pytest.approx(float(ref["llc/mean"]), rel=1e-5)
+    assert ours.loss_trace == pytest.approx(np.asarray(ref["loss/trace"]), rel=1e-6)

@@ -1,0 +1,171 @@
+"""Models whose learning coefficient is known in closed form: the LLC estimator's validation suite.
+
+* Regular models: linear regression y = Wx (d = M·N parameters): λ = d/2.
+* Reduced-rank regression (RRR): a two-layer linear network without biases, f(x) = B·A·x with
+  A ∈ R^{H×M}, B ∈ R^{N×H}, at a true parameter whose product BA has rank r. Its (global)
+  learning coefficient is Aoyagi & Watanabe (2005), :func:`rrr_learning_coefficient`; it is
+  the LLC at the most degenerate true parameters (A and B of rank r, the other H − r rows of A
+  and columns of B zero: ``point="minimal"``).
+* At a true parameter where A has full row rank H ≤ M (``point="full_rank_a"``; B = C₀A⁺ has
+  rank r) the local coefficient is larger: near such a point BA = [B̃, B̃Ã] in coordinates
+  B̃ = BA₁, Ã = A₁⁻¹A₂ (A₁ an invertible H×H block), and K ≍ ‖u‖² + ‖(B̃₀ + u)v‖² with
+  u = B̃ − B̃₀, v = Ã − Ã₀; the r rows of v seen by B̃₀'s column space are regular, the other
+  H − r are flat, so λ = (N·H + r·(M − H))/2 (:func:`rrr_full_rank_a_coefficient`).
+* The minimally singular toy (:mod:`.toy`): λ = r/2.
+
+Data are noiseless (y = f(x; w₀), x ~ N(0, I_M)) so that w₀ is the minimum of the empirical
+loss L_n = ½·mean‖y − f(x)‖² and the estimator's target is λ itself: with noisy labels the LLC at
+w₀ carries the data's own O(β) error (about −λ/ln n in the regular case, the distance from w₀ to
+the empirical minimiser), which is a property of the data set, not of the sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sltgeom.analysis.llc import LLCSettings, estimate_llc
+
+POINTS = ("minimal", "full_rank_a", "regular")
+
+
+def rrr_learning_coefficient(m: int, h: int, n: int, r: int) -> float:
+    """Aoyagi & Watanabe (2005): λ of reduced-rank regression, input M, hidden H, output N,
+    true rank r ≤ min(M, H, N).
+
+    Case M + H < N + r: λ = (HM − Hr + Nr)/2; case N + H < M + r: λ = (HN − Hr + Mr)/2;
+    case M + N < H + r: λ = MN/2; otherwise λ = [2(H + r)(M + N) − (M − N)² − (H + r)²]/8,
+    plus 1/8 when M + H + N + r is odd (then the multiplicity is 2).
+    """
+    if not (0 <= r <= min(m, h, n)):
+        raise ValueError(f"need 0 <= r <= min(M, H, N), got M={m}, H={h}, N={n}, r={r}")
+    if m + h < n + r:
+        return (h * m - h * r + n * r) / 2
+    if n + h < m + r:
+        return (h * n - h * r + m * r) / 2
+    if m + n < h + r:
+        return m * n / 2
+    value = 2 * (h + r) * (m + n) - (m - n) ** 2 - (h + r) ** 2
+    return (value + (m + h + n + r) % 2) / 8
+
+
+def rrr_full_rank_a_coefficient(m: int, h: int, n: int, r: int) -> float:
+    """Local λ of RRR at a true parameter with rank(A) = H ≤ M: (N·H + r·(M − H))/2."""
+    if not (h <= m and 0 <= r <= min(h, n)):
+        raise ValueError(f"need H <= M and r <= min(H, N), got M={m}, H={h}, N={n}, r={r}")
+    return (n * h + r * (m - h)) / 2
+
+
+class TwoLayerLinear(nn.Module):
+    """f(x) = B·A·x, no biases (reduced-rank regression)."""
+
+    def __init__(self, m: int, h: int, n: int):
+        super().__init__()
+        self.a = nn.Linear(m, h, bias=False)
+        self.b = nn.Linear(h, n, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.b(self.a(x))
+
+
+def half_squared_error(output: Tensor, y: Tensor) -> Tensor:
+    """½·mean over samples of ‖y − f(x)‖² (the Gaussian negative log-likelihood, unit noise)."""
+    return 0.5 * (output - y).pow(2).sum(-1).mean()
+
+
+@dataclass(frozen=True)
+class KnownCase:
+    """One validation case: a model family, its sizes, the kind of true parameter, and λ."""
+
+    name: str
+    kind: str  # "rrr", "regular" or "toy"
+    m: int
+    h: int
+    n_out: int
+    r: int
+    point: str = "minimal"
+    n: int = 50_000
+
+    @property
+    def theory(self) -> float:
+        if self.kind == "toy":
+            return self.r / 2
+        if self.kind == "regular":
+            return self.m * self.n_out / 2
+        if self.point == "full_rank_a":
+            return rrr_full_rank_a_coefficient(self.m, self.h, self.n_out, self.r)
+        return rrr_learning_coefficient(self.m, self.h, self.n_out, self.r)
+
+
+def rrr_true_weights(case: KnownCase, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(A, B) with rank(BA) = r: minimal (rank-r A and B, zero padded) or full-rank A.
+
+    Full-rank A has orthonormal rows (a well-conditioned Hessian), and B = b·cᵀ·… so that
+    BA = B·A has rank r with row space inside A's.
+    """
+    m, h, n, r = case.m, case.h, case.n_out, case.r
+    a, b = torch.zeros(h, m), torch.zeros(n, h)
+    if case.point == "minimal":
+        a[:r] = torch.randn(r, m, generator=gen) / math.sqrt(m) * 2
+        b[:, :r] = torch.randn(n, r, generator=gen) / math.sqrt(r or 1)
+    else:
+        a = torch.linalg.qr(torch.randn(m, h, generator=gen))[0].T.contiguous()
+        b = torch.randn(n, r, generator=gen) @ torch.randn(r, h, generator=gen) / math.sqrt(h)
+    return a, b
+
+
+def case_problem(case: KnownCase, seed: int = 0):
+    """(model at w₀, x, y, loss_fn) of a case; noiseless labels y = f(x; w₀)."""
+    gen = torch.Generator().manual_seed(seed)
+    if case.kind == "toy":
+        from sltgeom.analysis.toy import toy_problem
+
+        return toy_problem(case.m, case.r, case.n)
+    x = torch.randn(case.n, case.m, generator=gen)
+    if case.kind == "regular":
+        model = nn.Linear(case.m, case.n_out, bias=False)
+        weights = {"weight": torch.randn(case.n_out, case.m, generator=gen) / math.sqrt(case.m)}
+    else:
+        model = TwoLayerLinear(case.m, case.h, case.n_out)
+        a, b = rrr_true_weights(case, gen)
+        weights = {"a.weight": a, "b.weight": b}
+    model.load_state_dict(weights)
+    with torch.no_grad():
+        y = model(x)
+    return model, x, y, half_squared_error
+
+
+# The suite: name → case. FAST_CASES run in pytest; the benchmark runs all.
+CASES = {
+    c.name: c
+    for c in (
+        KnownCase("toy_d1000_r100", "toy", m=1000, h=0, n_out=0, r=100, n=60_000),
+        KnownCase("regular_8x8", "regular", m=8, h=0, n_out=8, r=0, point="regular"),
+        KnownCase("rrr_8_6_8_r1_minimal", "rrr", m=8, h=6, n_out=8, r=1),
+        KnownCase("rrr_8_6_8_r1_full_rank_a", "rrr", m=8, h=6, n_out=8, r=1, point="full_rank_a"),
+        KnownCase("rrr_6_4_6_r2_minimal", "rrr", m=6, h=4, n_out=6, r=2),
+        KnownCase("rrr_10_2_2_r1_minimal", "rrr", m=10, h=2, n_out=2, r=1),
+        KnownCase("rrr_4_4_4_r0_minimal", "rrr", m=4, h=4, n_out=4, r=0),
+        KnownCase("rrr_5_3_4_r3_minimal", "rrr", m=5, h=3, n_out=4, r=3),
+        KnownCase("toy_d100000_r1000", "toy", m=100_000, h=0, n_out=0, r=1000, n=60_000),
+    )
+}
+FAST_CASES = ("toy_d1000_r100", "regular_8x8", "rrr_10_2_2_r1_minimal")
+
+
+def validate_case(case: KnownCase, settings: LLCSettings | None = None, seed: int = 0) -> dict:
+    """λ̂ of a case with ``settings`` (default: LLCSettings()), as a row with λ and λ̂/λ."""
+    model, x, y, loss_fn = case_problem(case, seed)
+    res = estimate_llc(model, x, y, settings or LLCSettings(seed=seed), loss_fn=loss_fn)
+    sem = res.llc_std / math.sqrt(len(res.llc_per_chain))
+    return {
+        "case": case.name,
+        "theory": case.theory,
+        "llc_mean": res.llc_mean,
+        "llc_sem": sem,
+        "ratio": res.llc_mean / case.theory,
+        **{k: v for k, v in res.to_row().items() if k not in ("llc_mean",)},
+    }
