@@ -17,8 +17,21 @@ include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/minimally_singular.smk"
+include: "workflow/rules/lazy_training.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+
+
+# Seconds of work each: run on the submitting host, not queued on a cluster (the dataset's
+# download also needs the internet that compute nodes may lack).
+localrules:
+    dataset,
+    study_table,
+    generalisation,
+    toy_table,
+    figures,
+    toy_figures,
+    report,
 
 
 rule all:

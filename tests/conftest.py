@@ -1,5 +1,8 @@
 import copy
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,39 @@ def copy_workflow(workdir: Path) -> None:
     ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
     for folder in ("workflow", "config", "envs"):
         shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
+
+
+# Each rule's script, snakefile, `code` input and locality, as the parsed workflow holds them.
+DUMP_RULES = """
+import json
+from pathlib import Path
+
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(quiet=True)) as api:
+    workflow = api.workflow(ResourceSettings(cores=1), snakefile=Path("Snakefile"))._workflow
+    rules = {
+        rule.name: {
+            "script": rule.script,
+            "snakefile": str(rule.snakefile),
+            "code": [str(path) for path in rule.input.get("code", [])],
+            "local": rule.name in workflow._localrules or rule.norun,
+        }
+        for rule in workflow.rules
+    }
+print(json.dumps(rules))
+"""
+
+
+def parsed_rules(workdir: Path) -> dict[str, dict]:
+    """Rule name -> its script, snakefile, code inputs and locality, from parsing the workflow
+    in ``workdir`` (a copy made by :func:`copy_workflow`)."""
+    done = subprocess.run(
+        [sys.executable, "-c", DUMP_RULES], cwd=workdir, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import re
 
 import numpy as np
@@ -39,6 +40,7 @@ from sltgeom.data import (
     UnknownDatasetError,
     load_dataset,
     parse_idx,
+    payload_sha256,
     prepare_dataset,
     read_dataset_file,
     read_idx,
@@ -312,6 +314,53 @@ def test_checksum_mismatch(tmp_path):
     with pytest.raises(ChecksumError, match=r"(?s)'fashion_mnist'.*checksum mismatch"):
         prepare_dataset("fashion_mnist", tmp_path / "out" / "f.pt", mirror=str(tmp_path / "mirror"))
     assert all_files(tmp_path / "out") == []
+
+
+def register_release(monkeypatch, directory) -> dict[str, str]:
+    """Register the files in ``directory`` as Fashion-MNIST's release: md5s and payloads."""
+    payloads = {path.name: payload_sha256(path) for path in sorted(directory.iterdir())}
+    spec = DATASETS["fashion_mnist"].with_checksums(md5_map(directory), payloads)
+    monkeypatch.setitem(DATASETS, "fashion_mnist", spec)
+    return payloads
+
+
+def recompress(source, target) -> None:
+    """The same IDX bytes in other gzip files (level 1, another mtime): other md5s."""
+    target.mkdir(parents=True)
+    for path in sorted(source.iterdir()):
+        with gzip.open(path) as handle:
+            (target / path.name).write_bytes(gzip.compress(handle.read(), 1, mtime=12345))
+
+
+def test_recompressed_copy_of_the_release_is_accepted(tmp_path, monkeypatch):
+    arrays = make_idx_dataset(tmp_path / "official", seed=11)
+    register_release(monkeypatch, tmp_path / "official")
+    recompress(tmp_path / "official", tmp_path / "mirror")
+    assert md5_map(tmp_path / "mirror") != md5_map(tmp_path / "official")
+    out = tmp_path / "out" / "f.pt"
+    assert_idx_roundtrip(prepare_dataset("fashion_mnist", out, mirror=tmp_path / "mirror"), arrays)
+    out.unlink()  # the cached recompressed files are accepted again, with no source at all
+    prepare_dataset("fashion_mnist", out, mirror=tmp_path / "gone")
+    assert_idx_roundtrip(out, arrays)
+
+
+def test_other_release_with_payload_checksums_is_refused(tmp_path, monkeypatch):
+    make_idx_dataset(tmp_path / "official", seed=12)
+    payloads = register_release(monkeypatch, tmp_path / "official")
+    make_idx_dataset(tmp_path / "mirror", seed=13)
+    expected = payloads["train-images-idx3-ubyte.gz"]
+    with pytest.raises(ChecksumError, match=f"(?s)decompressed sha256 is .*expected {expected}"):
+        prepare_dataset("fashion_mnist", tmp_path / "out" / "f.pt", mirror=tmp_path / "mirror")
+    assert all_files(tmp_path / "out") == []
+
+
+def test_payload_checksum_of_gzip_members_and_of_other_files(tmp_path):
+    data = bytes(range(256)) * 1000
+    (tmp_path / "two.gz").write_bytes(gzip.compress(data[:100]) + gzip.compress(data[100:]))
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(data)[:-20])
+    (tmp_path / "raw").write_bytes(data)
+    assert payload_sha256(tmp_path / "two.gz") == hashlib.sha256(data).hexdigest()
+    assert payload_sha256(tmp_path / "cut.gz") is None and payload_sha256(tmp_path / "raw") is None
 
 
 def test_checksum_mismatch_over_http(tmp_path):

@@ -34,7 +34,8 @@ import yaml
 
 from sltgeom.analysis.checkpoints import select_epochs
 from sltgeom.analysis.llc import estimate_llc
-from sltgeom.analysis.measure import MEASURES, llc_settings
+from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.measurement import measure_function
 from sltgeom.config import architectures, optimizer_variants, study_runs, validate_config
 from sltgeom.data.registry import get_spec
 from sltgeom.models import count_parameters, init_model
@@ -85,8 +86,10 @@ def train_job(study, spec, data, device, steps: int) -> float:
 
 def llc_checkpoint(settings, model, data, short: int) -> float:
     """Seconds of one checkpoint's LLC, extrapolated from runs of ``short`` and 2 ``short``
-    sampler steps (their difference removes L(w*) and the set-up)."""
+    sampler steps (their difference removes L(w*) and the set-up, including the automatic step
+    size's pilot). An automatic burn-in is counted at its cap ``max_burn_in``: an upper bound."""
     full = llc_settings(settings, seed=0)
+    burn_in = full.max_burn_in if full.burn_in == "auto" else full.burn_in
 
     def run(draws):
         quick = replace(full, burn_in=0, draws=draws)
@@ -104,7 +107,7 @@ def llc_checkpoint(settings, model, data, short: int) -> float:
     run(2)  # warm-up (and compilation, if enabled)
     t1, t2 = run(short), run(2 * short)
     per_step = max(t2 - t1, 0.0) / short
-    return t1 - short * per_step + (full.burn_in + full.draws) * per_step
+    return t1 - short * per_step + (burn_in + full.draws) * per_step
 
 
 def checkpoints_per_job(name: str, study) -> int:
@@ -120,7 +123,7 @@ def job_minutes(kind, name, study, spec, data, device, args) -> float:
     if kind == "llc":
         per_checkpoint = llc_checkpoint(settings, model, data, args.llc_draws)
     else:
-        per_checkpoint = seconds(lambda: MEASURES[kind](model, data, settings, 0))
+        per_checkpoint = seconds(lambda: measure_function(kind)(model, data, settings, 0))
     return checkpoints_per_job(name, study) * per_checkpoint / 60
 
 

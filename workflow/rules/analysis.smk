@@ -1,11 +1,5 @@
 # One job per (run, analysis): a study with many runs spreads over many cluster jobs, and each
 # analysis reruns only when its own settings (params) or code change.
-MEASURE_CODE = {
-    "llc": ["analysis/llc.py", "analysis/sgld.py"],
-    "hessian": ["analysis/hessian.py", "analysis/hvp.py"],
-    "fisher": ["analysis/fisher.py", "analysis/hessian.py"],
-}
-
 
 for kind, detail in DETAIL_TABLE.items():
 
@@ -15,14 +9,7 @@ for kind, detail in DETAIL_TABLE.items():
         input:
             checkpoints=f"{RUN_PATTERN}/checkpoints",
             dataset=dataset_of,
-            code=library(
-                "analysis/checkpoints.py",
-                "analysis/measure.py",
-                "checkpoint.py",
-                "models.py",
-                "schemas.py",
-                *MEASURE_CODE[kind],
-            ),
+            code=code_of("../scripts/analyse.py", MEASURE_MODULES[kind]),
         output:
             table=f"{RUN_PATTERN}/{kind}.parquet",
             detail=f"{RUN_PATTERN}/{detail}.parquet",
@@ -54,7 +41,7 @@ rule calibrate_llc_checkpoint:
     input:
         checkpoints=f"{RUN_PATTERN}/checkpoints",
         dataset=dataset_of,
-        code=library("analysis/calibration.py", "analysis/llc.py", "analysis/sgld.py"),
+        code=code_of("../scripts/calibrate_llc.py"),
     output:
         "results/{study}/calibration/{architecture}/{optimizer}/seed{seed}/epoch{epoch}.parquet",
     log:

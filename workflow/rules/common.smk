@@ -1,12 +1,22 @@
+import sys
+
 import yaml
 
+# The library is imported from this workflow's own folder, installed or not (as the scripts do,
+# workflow/scripts/sltgeom_path.py).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from sltgeom.analysis import MEASURE_MODULES
+from sltgeom.codedeps import code_inputs
 from sltgeom.config import TRUNK, all_runs, canonical, run_dir, validate_config
-from sltgeom.schemas import DETAIL_TABLE, RUN_FILE
+from sltgeom.schemas import DETAIL_TABLE, RUN_FILE, lazy_tables
 from snakemake.logging import logger
 
 
 # Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
-# would otherwise merge them, running the quick default's studies as well).
+# would otherwise merge them, running the quick default's studies as well). Reading
+# workflow.overwrite_configfiles is the one deliberate deviation from Snakemake's documented
+# config mechanism (README "Configuration", config/README.md).
 def studies_of(path):
     return (yaml.safe_load(Path(path).read_text()) or {}).get("studies", {})
 
@@ -31,9 +41,12 @@ wildcard_constraints:
     dataset=r"[a-z0-9_]+",
 
 
-def library(*modules):
-    """Library sources a rule runs, listed as inputs so that editing them reruns the rule."""
-    return [str(LIBRARY / module) for module in modules]
+def code_of(script, *modules):
+    """Code inputs of a rule: the library files that its `script:` (same path) imports, and
+    those that `modules` (imported by name at run time) import, relative to the working
+    directory: editing one reruns exactly the jobs that run it (sltgeom/codedeps.py)."""
+    path = Path(workflow.basedir) / "workflow" / "rules" / script
+    return code_inputs(path, *modules, root=LIBRARY)
 
 
 def uses_cuda():
@@ -89,8 +102,10 @@ def analyses_of(study):
 
 
 def tables_of(study):
-    """Names of a study's tables: training, steps, and those of its analyses."""
+    """Names of a study's tables: training, steps, step_size (when probed), its analyses'."""
     names = ["training", "steps"]
+    if config["studies"][study]["probes"]["step_size"] is not None:
+        names.append("step_size")
     for kind in analyses_of(study):
         names += [kind, DETAIL_TABLE[kind]]
     if "llc" in analyses_of(study):
@@ -106,6 +121,7 @@ def result_tables():
     ]
     if config["minimally_singular"] is not None:
         tables.append("results/minimally_singular/tables/toy.parquet")
+    tables += [path for e in lazy_experiments() for path in lazy_outputs(e)]
     return tables
 
 
@@ -152,3 +168,17 @@ def toy_points():
         r=TOY["ranks"],
         seed=TOY["seeds"],
     )
+
+
+LAZY = config["lazy_training"] or {}
+
+
+def lazy_experiments():
+    """The lazy-training experiments that are switched on (not null)."""
+    return [name for name, settings in LAZY.items() if settings is not None]
+
+
+def lazy_outputs(experiment):
+    """The tables one lazy-training experiment's job writes."""
+    folder = "results/lazy_training/tables"
+    return [f"{folder}/{table}.parquet" for table in lazy_tables(experiment)]

@@ -1,12 +1,6 @@
 rule dataset:
     input:
-        code=library(
-            "atomic.py",
-            "data/registry.py",
-            "data/download.py",
-            "data/formats.py",
-            "data/store.py",
-        ),
+        code=code_of("../scripts/prepare_dataset.py"),
     output:
         "resources/datasets/{dataset}.pt",
     log:

@@ -1,13 +1,7 @@
 # Seed 002: loss = sum of squares of r of d parameters; theory says LLC = rank(Hessian)/2 = r/2.
 rule minimally_singular:
     input:
-        code=library(
-            "analysis/toy.py",
-            "analysis/llc.py",
-            "analysis/sgld.py",
-            "analysis/hessian.py",
-            "analysis/measure.py",
-        ),
+        code=code_of("../scripts/minimally_singular.py"),
     output:
         "results/minimally_singular/r{r}/seed{seed}.parquet",
     log:
@@ -33,7 +27,7 @@ rule minimally_singular:
 rule toy_table:
     input:
         runs=toy_points() if TOY else [],
-        code=library("schemas.py"),
+        code=code_of("../scripts/concat_tables.py"),
     output:
         "results/minimally_singular/tables/toy.parquet",
     log:

@@ -1,6 +1,6 @@
-# Figures and the HTML report, from the Parquet tables alone (no checkpoint is loaded). Each
-# rule lists the report modules it runs as code inputs: editing plotting code or the `report:`
-# options reruns only the figures and the report. Input helpers: sltgeom/report/inputs.py.
+# Figures and the HTML report, from the Parquet tables alone (no checkpoint is loaded). Editing
+# plotting code or the `report:` options reruns only the figures and the report. Input helpers:
+# sltgeom/report/inputs.py.
 from functools import partial
 
 from sltgeom.report import inputs
@@ -14,35 +14,12 @@ FIGURE_OPTIONS = {k: v for k, v in REPORT.items() if k != "title"}
 STUDY_NAMES = "|".join(config["studies"])
 study_tables = partial(inputs.study_tables, config)  # study -> its tables' paths
 study_spec = partial(inputs.study_spec, config)
-FIGURE_CODE = library(
-    "atomic.py",
-    "tables.py",
-    "report/__init__.py",
-    "report/downsample.py",
-    "report/gallery.py",
-    "report/run_figures.py",
-    "report/static.py",
-    "report/stats.py",
-    "report/study.py",
-    "report/study_figures.py",
-    "report/style.py",
-    "report/toy_figures.py",
-    "report/transition.py",
-)
-REPORT_CODE = library(
-    "atomic.py",
-    "report/__init__.py",
-    "report/diagnostics.py",
-    "report/gallery.py",
-    "report/html.py",
-    "report/provenance.py",
-)
 
 
 rule figures:
     input:
         tables=lambda wildcards: study_tables(wildcards.study),
-        code=FIGURE_CODE,
+        code=code_of("../scripts/figures.py"),
     output:
         figures=report(
             directory("results/{study}/figures"),
@@ -70,7 +47,7 @@ rule figures:
 rule toy_figures:
     input:
         toy="results/minimally_singular/tables/toy.parquet",
-        code=FIGURE_CODE,
+        code=code_of("../scripts/figures.py"),
     output:
         figures=report(
             directory("results/minimally_singular/figures"),
@@ -91,6 +68,30 @@ rule toy_figures:
         "../scripts/figures.py"
 
 
+rule lazy_figures:
+    input:
+        tables=inputs.lazy_table_paths(config),
+        code=code_of("../scripts/figures.py"),
+    output:
+        figures=report(
+            directory("results/lazy_training/figures"),
+            patterns=["{figure}.png"],
+            caption="../report/lazy_figures.rst",
+            category="lazy_training",
+            labels={"figure": "{figure}"},
+        ),
+    log:
+        "logs/lazy_figures/lazy.log",
+    benchmark:
+        "benchmarks/lazy_figures/lazy.tsv"
+    conda:
+        "../../envs/sltgeom.yaml"
+    params:
+        options=FIGURE_OPTIONS,
+    script:
+        "../scripts/figures.py"
+
+
 rule report:
     input:
         figures=expand("results/{study}/figures", study=config["studies"]),
@@ -98,7 +99,7 @@ rule report:
             "results/{study}/tables/llc_difference.parquet", study=config["studies"]
         ),
         tables=inputs.report_tables(config),
-        code=REPORT_CODE,
+        code=code_of("../scripts/report.py"),
     output:
         report(
             "results/report.html",

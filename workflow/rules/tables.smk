@@ -1,7 +1,7 @@
 rule study_table:
     input:
         runs=run_tables,
-        code=library("schemas.py"),
+        code=code_of("../scripts/concat_tables.py"),
     output:
         "results/{study}/tables/{table}.parquet",
     log:
@@ -22,7 +22,7 @@ rule generalisation:
     input:
         llc="results/{study}/tables/llc.parquet",
         training="results/{study}/tables/training.parquet",
-        code=library("analysis/generalisation.py"),
+        code=code_of("../scripts/generalisation.py"),
     output:
         "results/{study}/tables/generalisation.parquet",
     log:

@@ -2,20 +2,12 @@ rule train:
     input:
         dataset=dataset_of,
         trunk=lambda wc: trunk_of(run_of(wc)) or [],
-        code=library(
-            "train.py",
-            "models.py",
-            "checkpoint.py",
-            "tables.py",
-            "atomic.py",
-            "data/store.py",
-            "optim/__init__.py",
-            "optim/ngd.py",
-        ),
+        code=code_of("../scripts/train.py"),
     output:
         checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
         epochs=f"{RUN_PATTERN}/epochs.parquet",
         steps=f"{RUN_PATTERN}/steps.parquet",
+        step_size=f"{RUN_PATTERN}/step_size.parquet",
     log:
         "logs/train/{study}/{architecture}/{optimizer}/seed{seed}.log",
     benchmark:

@@ -2,21 +2,22 @@
 
 import sys
 
+import sltgeom_path
 import torch
 
 from sltgeom.analysis.checkpoints import analyse_run
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
+torch.set_num_threads(snakemake.threads)
 
 analyse_run(
-    snakemake.params.kind,  # noqa: F821
-    snakemake.params.run,  # noqa: F821
-    snakemake.input.checkpoints,  # noqa: F821
-    snakemake.input.dataset,  # noqa: F821
-    snakemake.params.settings,  # noqa: F821
-    dict(snakemake.output.items()),  # noqa: F821
-    epochs=snakemake.params.epochs,  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
-    progress=snakemake.params.progress,  # noqa: F821
+    snakemake.params.kind,
+    snakemake.params.run,
+    snakemake.input.checkpoints,
+    snakemake.input.dataset,
+    snakemake.params.settings,
+    dict(snakemake.output.items()),
+    epochs=snakemake.params.epochs,
+    device=snakemake.params.device,
+    progress=snakemake.params.progress,
 )

@@ -1,23 +1,32 @@
-"""Figures of one study (rule figures) or of the minimally singular model (rule toy_figures),
-from the Parquet tables alone."""
+"""Figures of one study (rule figures), of the minimally singular model (rule toy_figures) or of
+the lazy-training study (rule lazy_figures), from the Parquet tables alone."""
 
 import sys
 
+import sltgeom_path
+
 from sltgeom.report.gallery import build_study_figures, build_toy_figures
+from sltgeom.report.lazy_figures import build_lazy_figures
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 
-if snakemake.rule == "toy_figures":  # noqa: F821
+if snakemake.rule == "lazy_figures":
+    build_lazy_figures(
+        snakemake.input.tables,
+        snakemake.params.options,
+        snakemake.output.figures,
+    )
+elif snakemake.rule == "toy_figures":
     build_toy_figures(
-        snakemake.input.toy,  # noqa: F821
-        snakemake.params.options,  # noqa: F821
-        snakemake.output.figures,  # noqa: F821
+        snakemake.input.toy,
+        snakemake.params.options,
+        snakemake.output.figures,
     )
 else:
     build_study_figures(
-        snakemake.input.tables,  # noqa: F821
-        snakemake.params.study,  # noqa: F821
-        snakemake.params.options,  # noqa: F821
-        snakemake.output.figures,  # noqa: F821
-        snakemake.output.stats,  # noqa: F821
+        snakemake.input.tables,
+        snakemake.params.study,
+        snakemake.params.options,
+        snakemake.output.figures,
+        snakemake.output.stats,
     )

@@ -3,6 +3,7 @@
 import sys
 
 import pandas as pd
+import sltgeom_path
 import torch
 
 from sltgeom.analysis.checkpoints import analysis_seed
@@ -12,12 +13,12 @@ from sltgeom.schemas import conform
 from sltgeom.tables import write_parquet
 from sltgeom.train import resolve_device
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
+torch.set_num_threads(snakemake.threads)
 
-toy = snakemake.params.toy  # noqa: F821
-r, seed = int(snakemake.wildcards.r), int(snakemake.wildcards.seed)  # noqa: F821
+toy = snakemake.params.toy
+r, seed = int(snakemake.wildcards.r), int(snakemake.wildcards.seed)
 settings = llc_settings(toy["llc"], analysis_seed(toy["llc"]["seed"], seed, r))
-with torch.device(resolve_device(snakemake.params.device)):  # noqa: F821
+with torch.device(resolve_device(snakemake.params.device)):
     row = measure_toy(toy["dimension"], r, seed, settings, toy["n"], toy["rank_oversampling"])
-write_parquet(conform(pd.DataFrame([row]), "toy"), snakemake.output[0])  # noqa: F821
+write_parquet(conform(pd.DataFrame([row]), "toy"), snakemake.output[0])

@@ -2,13 +2,15 @@
 
 import sys
 
+import sltgeom_path
+
 from sltgeom.data import prepare_dataset
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 
 prepare_dataset(
-    snakemake.wildcards.dataset,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    mirror=snakemake.params.mirror,  # noqa: F821
-    retries=snakemake.params.retries,  # noqa: F821
+    snakemake.wildcards.dataset,
+    snakemake.output[0],
+    mirror=snakemake.params.mirror,
+    retries=snakemake.params.retries,
 )

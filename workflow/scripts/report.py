@@ -3,15 +3,17 @@
 import sys
 from pathlib import Path
 
+import sltgeom_path
+
 from sltgeom.report.html import write_report
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
 
 write_report(
-    snakemake.output[0],  # noqa: F821
-    snakemake.params.config,  # noqa: F821
-    results=Path(snakemake.output[0]).parent,  # noqa: F821
-    benchmarks=snakemake.params.benchmarks,  # noqa: F821
-    root=Path(snakemake.scriptdir).parents[1],  # noqa: F821
-    title=snakemake.params.title,  # noqa: F821
+    snakemake.output[0],
+    snakemake.params.config,
+    results=Path(snakemake.output[0]).parent,
+    benchmarks=snakemake.params.benchmarks,
+    root=Path(snakemake.scriptdir).parents[1],
+    title=snakemake.params.title,
 )

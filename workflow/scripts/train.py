@@ -2,18 +2,19 @@
 
 import sys
 
+import sltgeom_path
 import torch
 
 from sltgeom.train import train_run
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "w")
+torch.set_num_threads(snakemake.threads)
 
 train_run(
-    snakemake.params.run,  # noqa: F821
-    snakemake.input.dataset,  # noqa: F821
-    dict(snakemake.output.items()),  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
-    trunk_checkpoints=snakemake.input.trunk or None,  # noqa: F821
-    progress=snakemake.params.progress,  # noqa: F821
+    snakemake.params.run,
+    snakemake.input.dataset,
+    dict(snakemake.output.items()),
+    device=snakemake.params.device,
+    trunk_checkpoints=snakemake.input.trunk or None,
+    progress=snakemake.params.progress,
 )

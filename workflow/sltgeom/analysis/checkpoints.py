@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sltgeom.analysis.measure import MEASURES, Measurement
+from sltgeom.analysis.measurement import Measurement, measure_function
 from sltgeom.checkpoint import checkpoint_path, load_checkpoint
 from sltgeom.config import TRUNK
 from sltgeom.data import load_dataset
@@ -71,7 +71,7 @@ def _keyed(frame: pd.DataFrame, run: Mapping, epoch: int) -> pd.DataFrame:
 def _measure_epoch(kind, run, checkpoints, data, settings, epoch, device) -> Measurement:
     model = load_model(checkpoint_path(checkpoints, epoch), device)
     seed = analysis_seed(settings["seed"], run["seed"], epoch)
-    return MEASURES[kind](model, data, settings, seed)
+    return measure_function(kind)(model, data, settings, seed)
 
 
 def _cached(cache: Path, epoch: int, compute) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -24,6 +24,7 @@ site-packages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,12 +38,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sltgeom.analysis.hessian import gaussian_density
 from sltgeom.analysis.hvp import eval_mode
+from sltgeom.analysis.measurement import Measurement, subset
 
 __all__ = [
     "FisherSpectrum",
     "fisher_diag",
     "fisher_matrix",
     "fisher_outputs",
+    "measure_fisher",
     "fisher_spectrum",
     "kfac_density",
     "kfac_spectrum",
@@ -198,3 +201,13 @@ def fisher_spectrum(
         n_params=int(diag.numel()),
         n_samples=n_samples,
     )
+
+
+def measure_fisher(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
+    """The spectra of one checkpoint with a study's ``analysis.fisher`` settings."""
+    del seed  # the Fisher is exact on its samples
+    x, _ = subset(data.x_train, data.y_train, settings["samples"], settings["seed"])
+    spec = fisher_spectrum(
+        model, x, batch_size=settings["batch_size"], grid_size=settings["grid_size"]
+    )
+    return Measurement(spec.to_row(), spec.kfac_density)

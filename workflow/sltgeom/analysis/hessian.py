@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from scipy.integrate import trapezoid
 from torch import Tensor, nn
 
 from sltgeom.analysis.hvp import HVPOperator, LossFn, eval_mode, iter_batches
+from sltgeom.analysis.measurement import Measurement, subset
 
 __all__ = [
     "HessianSpectrum",
@@ -39,6 +41,7 @@ __all__ = [
     "hessian_spectrum",
     "hutchinson_trace",
     "lanczos",
+    "measure_hessian",
     "pyhessian_top_eigenvalues",
     "slq_nodes",
     "slq_density",
@@ -331,3 +334,23 @@ def hessian_spectrum(
         n_samples=op.n_samples,
         slq_nodes=nodes,
     )
+
+
+def measure_hessian(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
+    """The spectrum of one checkpoint with a study's ``analysis.hessian`` settings."""
+    x, y = subset(data.x_train, data.y_train, settings["samples"], settings["seed"])
+    spec = hessian_spectrum(
+        model,
+        x,
+        y,
+        batch_size=settings["batch_size"],
+        backend=settings["backend"],
+        top_k=settings["top_k"],
+        trace_probes=settings["trace_probes"],
+        slq_steps=settings["slq_steps"],
+        slq_probes=settings["slq_probes"],
+        grid_size=settings["grid_size"],
+        rank_probes=settings["rank_probes"],
+        seed=seed,
+    )
+    return Measurement(spec.to_row(), spec.density)

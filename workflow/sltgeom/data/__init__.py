@@ -10,10 +10,17 @@ Typical use::
 
 Data sets: ``digits`` (bundled with scikit-learn, no network; fixed stratified 80/20 split,
 seed 0), ``mnist``, ``fashion_mnist`` and ``cifar10`` (fetched from their canonical mirrors,
-or from ``mirror`` when given, and verified against MD5 checksums).
+or from ``mirror`` when given, and verified against MD5 checksums, or for a recompressed
+copy against the sha256 of the decompressed bytes where one is registered).
 """
 
-from .download import candidate_sources, fetch_dataset_files, fetch_file, md5sum
+from .download import (
+    candidate_sources,
+    fetch_dataset_files,
+    fetch_file,
+    md5sum,
+    payload_sha256,
+)
 from .formats import Splits, parse_idx, read_cifar10, read_digits, read_idx, read_idx_dataset
 from .registry import (
     DATASETS,
@@ -60,6 +67,7 @@ __all__ = [
     "load_dataset",
     "md5sum",
     "parse_idx",
+    "payload_sha256",
     "prepare_dataset",
     "read_cifar10",
     "read_dataset_file",

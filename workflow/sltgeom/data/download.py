@@ -1,8 +1,10 @@
-"""Fetch raw data files with MD5 verification, retries with backoff and an optional mirror.
+"""Fetch raw data files with checksum verification, retries with backoff and an optional mirror.
 
 Every file is streamed into a temporary ``.part`` file in the destination directory, its MD5
 is checked, and only then is it moved into place with :func:`os.replace`; on any failure the
-temporary file is deleted, so an interrupted or failed fetch never leaves a partial file.
+temporary file is deleted, so an interrupted or failed fetch never leaves a partial file. A
+gzip file whose MD5 differs is accepted when the sha256 of its decompressed bytes is the
+registered payload checksum (:attr:`RemoteFile.payload_sha256`): the same data, recompressed.
 
 Sources are tried in order. Without a mirror they are the canonical URLs of the data set
 (:attr:`DatasetSpec.urls`). A ``mirror`` replaces them; it may be a local directory, a
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -56,6 +59,46 @@ def md5sum(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def payload_sha256(path: str | os.PathLike) -> str | None:
+    """Hex sha256 of the decompressed bytes of the gzip file at ``path`` (None if not gzip)."""
+    digest = _PayloadDigest()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _PayloadDigest:
+    """sha256 of the decompressed bytes of a gzip stream fed chunk by chunk (all members)."""
+
+    def __init__(self):
+        self._sha = hashlib.sha256()
+        self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._members = 0
+        self._partial = False  # inside a member: bytes fed, its end not yet seen
+        self._valid = True
+
+    def update(self, chunk: bytes) -> None:
+        while chunk and self._valid:
+            try:
+                self._sha.update(self._inflate.decompress(chunk))
+            except zlib.error:
+                self._valid = False
+                return
+            self._partial = not self._inflate.eof
+            chunk = b""
+            if self._inflate.eof:
+                self._members += 1
+                chunk = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+    def hexdigest(self) -> str | None:
+        """The digest, or None if the bytes were not one or more complete gzip members."""
+        if self._valid and self._members and not self._partial:
+            return self._sha.hexdigest()
+        return None
 
 
 def _is_http(location: str) -> bool:
@@ -96,8 +139,11 @@ def _open_source(source: str, timeout: float) -> Iterator[tuple[BinaryIO, int | 
             yield handle, os.fstat(handle.fileno()).st_size
 
 
-def _stream(src: BinaryIO, dst: BinaryIO, total: int | None, label: str) -> str:
-    """Copy ``src`` to ``dst`` with a progress bar; return the MD5 of the copied bytes."""
+def _stream(
+    src: BinaryIO, dst: BinaryIO, total: int | None, label: str, payload: _PayloadDigest | None
+) -> str:
+    """Copy ``src`` to ``dst`` with a progress bar; return the MD5 of the copied bytes (and
+    feed them to ``payload``)."""
     digest = hashlib.md5(usedforsecurity=False)
     copied = 0
     disable = not sys.stderr.isatty()
@@ -105,6 +151,8 @@ def _stream(src: BinaryIO, dst: BinaryIO, total: int | None, label: str) -> str:
         for chunk in iter(lambda: src.read(CHUNK_SIZE), b""):
             dst.write(chunk)
             digest.update(chunk)
+            if payload is not None:
+                payload.update(chunk)
             copied += len(chunk)
             bar.update(len(chunk))
     if total is not None and copied != total:
@@ -112,12 +160,27 @@ def _stream(src: BinaryIO, dst: BinaryIO, total: int | None, label: str) -> str:
     return digest.hexdigest()
 
 
+def _checksum_problem(remote: RemoteFile, md5: str, payload: str | None) -> str | None:
+    """Why a file with these checksums is not ``remote`` (None when it is)."""
+    if md5 == remote.md5 or (payload is not None and payload == remote.payload_sha256):
+        return None
+    problem = f"md5 is {md5}, expected {remote.md5}"
+    if remote.payload_sha256 is not None:
+        found = "not gzip" if payload is None else payload
+        problem += f"; decompressed sha256 is {found}, expected {remote.payload_sha256}"
+    return problem
+
+
 def _copy_verified(source: str, remote: RemoteFile, dest: Path, timeout: float) -> None:
     """Fetch ``source`` into ``dest`` atomically, raising :class:`ChecksumError` on mismatch."""
+    payload = _PayloadDigest() if remote.payload_sha256 else None
     with atomic_output(dest) as out, _open_source(source, timeout) as (stream, total):
-        digest = _stream(stream, out, total, remote.name)
+        digest = _stream(stream, out, total, remote.name, payload)
+        problem = _checksum_problem(remote, digest, payload and payload.hexdigest())
+        if problem is not None:
+            raise ChecksumError(problem)
         if digest != remote.md5:
-            raise ChecksumError(f"md5 is {digest}, expected {remote.md5}")
+            log.info("%s: recompressed copy, decompressed bytes verified", source)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -185,8 +248,10 @@ def _failure(
             f"or http(s):// URL prefix) holding them, or copy them into {dest.parent}."
         )
     else:
+        payload = remote.payload_sha256
+        also = f", or a recompressed copy of the bytes with sha256 {payload}" if payload else ""
         lines.append(
-            f"Put the official {remote.name} (md5 {remote.md5}) in the mirror {mirror!r} "
+            f"Put the official {remote.name} (md5 {remote.md5}{also}) in the mirror {mirror!r} "
             f"(as {spec.name}/{remote.name} or {remote.name}), or remove `mirror:` from the "
             "config to use the canonical mirrors."
         )
@@ -216,15 +281,16 @@ def fetch_file(
         backoff: Seconds slept after the first failed attempt, doubled after each further one.
 
     Raises:
-        ChecksumError: A source delivered a file with the wrong MD5 and no source gave a
-            valid one.
+        ChecksumError: A source delivered a file with the wrong MD5 (and, where one is
+            registered, the wrong payload checksum) and no source gave a valid one.
         DownloadError: No source could deliver the file.
     """
     dest = Path(dest_dir) / remote.name
     if dest.is_file():
-        if md5sum(dest) == remote.md5:
+        payload = payload_sha256(dest) if remote.payload_sha256 else None
+        if _checksum_problem(remote, md5sum(dest), payload) is None:
             return dest
-        log.warning("cached %s fails its md5 check; fetching it again", dest)
+        log.warning("cached %s fails its checksum; fetching it again", dest)
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tried: list[str] = []

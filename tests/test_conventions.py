@@ -1,0 +1,48 @@
+"""The conventions of a published Snakemake workflow: described config keys, licence, citation,
+the catalog's file."""
+
+import re
+
+import yaml
+from conftest import REPO, SCHEMA
+
+
+def undescribed(node, defs, path=""):
+    """Config keys of the schema with no description of their own or of their $ref target."""
+    if not isinstance(node, dict):
+        return
+    for key, value in (node.get("properties") or {}).items():
+        target = defs.get(value.get("$ref", "").rsplit("/", 1)[-1], {})
+        if "description" not in value and "description" not in target:
+            yield f"{path}{key}"
+        yield from undescribed(value, defs, f"{path}{key}.")
+    for branch in node.get("oneOf", []):
+        yield from undescribed(branch, defs, path)
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from undescribed(node["additionalProperties"], defs, f"{path}*.")
+
+
+def test_every_config_key_has_a_description():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    defs = schema["$defs"]
+    missing = list(undescribed(schema, defs))
+    for name, definition in defs.items():
+        missing += [f"$defs.{name}.{key}" for key in undescribed(definition, defs)]
+    assert not missing
+
+
+def test_licence_and_citation():
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert re.search(r'^license = "MIT"$', pyproject, re.M)
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT"
+    assert "2409.04913" in citation["preferred-citation"]["url"]
+
+
+def test_catalog_file_and_config_readme():
+    catalog = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert catalog["usage"]["software-stack-deployment"]["conda"] is True
+    readme = (REPO / "config" / "README.md").read_text()
+    for config in sorted((REPO / "config").glob("*.yaml")):
+        assert config.name in readme, config.name

@@ -1,0 +1,42 @@
+"""What one analysis of one checkpoint returns, and where each kind of analysis is measured.
+
+Each kind's ``measure_<kind>(model, data, settings, seed)`` lives in the module named in
+:data:`sltgeom.analysis.MEASURE_MODULES` and is imported by :func:`measure_function` only when a
+job of that kind runs: an LLC job does not load the Hessian code, so editing the Hessian code
+does not rerun it (the rules list exactly that module's import closure as code inputs,
+sltgeom/codedeps.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from sltgeom.analysis import MEASURE_MODULES
+
+
+@dataclass
+class Measurement:
+    """The scalars of one row of the per-(run, epoch) table and a long detail table."""
+
+    row: dict
+    detail: pd.DataFrame
+
+
+def measure_function(kind: str) -> Callable[..., Measurement]:
+    """``measure_<kind>`` of the analysis ``kind`` (``"llc"``, ``"hessian"`` or ``"fisher"``)."""
+    return getattr(importlib.import_module(MEASURE_MODULES[kind]), f"measure_{kind}")
+
+
+def subset(x: Tensor, y: Tensor, samples: int | None, seed: int) -> tuple[Tensor, Tensor]:
+    """The first ``samples`` points of a seeded permutation (all points if None or larger)."""
+    if samples is None or samples >= len(x):
+        return x, y
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:samples]
+    order = order.to(x.device)
+    return x[order], y[order]
