@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_llc import trained_mlp
 from torch import nn
 
 from sltgeom.analysis import convergence
@@ -58,6 +59,14 @@ def test_aoyagi_formula_is_symmetric_and_bounded():
         rrr_learning_coefficient(2, 2, 2, 3)
 
 
+def test_validation_bounds():
+    minimal, full = CASES["rrr_8_6_8_r1_minimal"], CASES["rrr_8_6_8_r1_full_rank_a"]
+    assert minimal.bounds == (22.0, 22.0) and full.bounds == (22.0, 25.0)
+    assert minimal.accepts(20.0) and not minimal.accepts(19.7) and not minimal.accepts(24.3)
+    assert full.accepts(19.9) and full.accepts(27.4) and not full.accepts(27.6)
+    assert CASES["toy_d1000_r100"].accepts(51.4) and not CASES["toy_d1000_r100"].accepts(51.6)
+
+
 def test_full_rank_a_coefficient():
     assert rrr_full_rank_a_coefficient(8, 6, 8, 1) == 25.0  # > Aoyagi's global 22
     assert rrr_full_rank_a_coefficient(8, 6, 8, 0) == 24.0  # K ≍ ‖B‖²: regular in B
@@ -72,8 +81,7 @@ def test_full_rank_a_coefficient():
 def test_defaults_recover_known_learning_coefficients(name):
     case = CASES[name]
     row = validate_case(case)
-    tolerance = 0.03 if case.kind == "toy" else 0.10
-    assert row["ratio"] == pytest.approx(1.0, abs=tolerance), row
+    assert row["passed"] and row["ratio"] == pytest.approx(1.0, abs=case.tolerance()), row
     assert not row["not_converged"] and row["diverged_chains"] == 0
     assert row["llc_step_rule"] == "auto" and row["llc_step_size"] > 0
 
@@ -140,19 +148,6 @@ def test_divergence_without_retries_is_a_flagged_nan():
 # --- the seeds' settings -----------------------------------------------------------------------
 
 
-def small_classifier():
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(512, 6, generator=gen), torch.randint(0, 3, (512,), generator=gen)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(100):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model, x, y
-
-
 def test_seeds_preset_is_notebook_000():
     settings = llc_settings({"preset": "seeds"}, seed=5)
     assert (settings.step_size, settings.localization, settings.nbeta) == (1e-4, 100.0, "batch")
@@ -166,7 +161,7 @@ def test_seeds_preset_equals_devinterp_called_as_the_notebook():
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
     from devinterp.utils import default_nbeta
 
-    model, x, y = small_classifier()
+    model, x, y = trained_mlp(n=512)
     settings = replace(llc_settings({"preset": "seeds"}, seed=5), draws=200)
     ours = estimate_llc(model, x, y, settings, engine="devinterp")
     loader = torch.utils.data.DataLoader(

@@ -106,7 +106,9 @@ def trained_mlp(n: int = 256, seed: int = 0):
     return model, x, y
 
 
-AGREE = LLCSettings(chains=4, draws=150, burn_in=150, batch_size=32, step_size=1e-4)
+AGREE = LLCSettings(
+    chains=4, draws=150, burn_in=150, batch_size=32, step_size=1e-4, mala="consecutive"
+)
 
 
 def pooled_chains(engine: str, model, x, y, settings: LLCSettings, seeds: range):

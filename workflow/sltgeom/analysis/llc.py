@@ -32,7 +32,7 @@ from scipy import stats
 from torch import Tensor, nn
 
 from sltgeom.analysis import convergence
-from sltgeom.analysis.llc_schedule import Schedule, resolve_schedule
+from sltgeom.analysis.llc_schedule import Schedule, auto_burn_in, resolve_schedule
 from sltgeom.analysis.sgld import full_loss, sample_chains
 
 ENGINES = ("fast", "devinterp")
@@ -40,6 +40,7 @@ SAMPLERS = ("sgld", "sgnht")
 MALA_MODES = ("consecutive", "same_batch")
 INIT_LOSSES = ("full", "devinterp")
 AUTO = "auto"
+ACCEPTANCE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class LLCSettings:
     batch_size: int = 512
     seed: int = 0
     diffusion_factor: float = 0.01
-    mala: str = "consecutive"
+    mala: str = "same_batch"
     step_scale: float = 1.0
     min_acceptance: float = 0.95
     burn_in_scale: float = 0.2
@@ -312,11 +313,13 @@ def estimate_llc(
     λ̂ = nβ·(mean over draws of L_B(w_t) - L(w*)) per chain, n = len(x); L(w*) is computed on
     the full set (``init_loss="full"``). ``"auto"`` step size and burn-in are decided first
     (:mod:`.llc_schedule`, always with the fast engine's pilot); if a chain diverges the estimate
-    is rerun with ε/4, at most ``max_retries`` times. ``loss_fn(output, y)`` must return the batch
-    *mean* loss (default: mean cross-entropy on logits). ``device`` defaults to that of ``x``;
-    the caller's model is not modified. ``compile`` runs the fast engine's step through
-    ``torch.compile`` (compiled once per process and problem shape; eager if compilation fails).
-    Raises ValueError on invalid settings or engine.
+    is rerun with ε/4, and if an automatic ε gives a same-batch acceptance below
+    ``min_acceptance`` − 0.05 over the draws, with ε/2; at most ``max_retries`` reruns.
+    ``loss_fn(output, y)`` must return the batch *mean* loss (default: mean cross-entropy on
+    logits). ``device`` defaults to that of ``x``; the caller's model is not modified.
+    ``compile`` runs the fast engine's step through ``torch.compile`` (compiled once per process
+    and problem shape; eager if compilation fails). Raises ValueError on invalid settings or
+    engine.
     """
     settings = settings or LLCSettings()
     _check_call(x, y, settings, engine)
@@ -333,12 +336,33 @@ def estimate_llc(
         loss_trace, mala_trace = _traces(
             model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, progress
         )
-        if np.isfinite(loss_trace).all() or attempt == settings.max_retries:
+        shrink = _step_shrink(loss_trace, mala_trace, run, settings)
+        if shrink == 1 or attempt == settings.max_retries:
             break
-        run = replace(run, step_size=run.step_size / 4)
+        run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(loss_trace, mala_trace, loss_init, nbeta, n, engine, run, seconds)
     return replace(res, retries=attempt, schedule=schedule, requested=settings)
+
+
+def _step_shrink(loss_trace, mala_trace, run: LLCSettings, requested: LLCSettings) -> int:
+    """1 if the attempt stands; 4 if a chain diverged; 2 if an automatic ε turned out too large
+    once the chains had spread (same-batch acceptance of the draws below min_acceptance − 0.05:
+    the pilot only sees the neighbourhood of w*, which is flat where the Hessian vanishes)."""
+    if not np.isfinite(loss_trace).all():
+        return 4
+    scored = run.mala == "same_batch" and requested.step_size == AUTO
+    if scored and np.nanmean(mala_trace) < requested.min_acceptance - ACCEPTANCE_MARGIN:
+        return 2
+    return 1
+
+
+def _smaller_step(run: LLCSettings, requested: LLCSettings, shrink: int) -> LLCSettings:
+    """The next attempt: ε/shrink, and an automatic burn-in recomputed for it."""
+    step = run.step_size / shrink
+    if requested.burn_in != AUTO:
+        return replace(run, step_size=step)
+    return replace(run, step_size=step, burn_in=auto_burn_in(requested, step)[0])
 
 
 def _check_call(x: Tensor, y: Tensor, settings: LLCSettings, engine: str) -> None:

@@ -34,15 +34,21 @@ LLC_PRESETS = {
         "burn_in": 0,
         "batch_size": 128,
         "init_loss": "devinterp",
+        "mala": "consecutive",
     },
 }
 
 
 def llc_settings(settings: Mapping, seed: int) -> LLCSettings:
-    """:class:`LLCSettings` from the preset, overridden by the keys set in ``settings``."""
+    """:class:`LLCSettings` from the preset, overridden by the keys set in ``settings``.
+
+    devinterp scores MALA only on consecutive steps, so with ``engine: devinterp`` an unset
+    ``mala`` is ``consecutive``."""
     names = {f.name for f in fields(LLCSettings)} - {"seed"}
     given = {k: v for k, v in settings.items() if k in names}
     preset = LLC_PRESETS[settings.get("preset", "validated")]
+    if settings.get("engine") == "devinterp":
+        preset = {"mala": "consecutive", **preset}
     return LLCSettings(**{**preset, **given}, seed=seed)
 
 

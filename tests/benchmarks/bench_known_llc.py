@@ -1,0 +1,54 @@
+"""The LLC with its default settings on every case of the known-λ suite: λ̂/λ, interval, time.
+
+    python tests/benchmarks/bench_known_llc.py [--cases a,b] [--threads 1]
+
+Prints one row per case (sltgeom.analysis.known_llc.CASES) and exits 1 if a case's λ̂ lies
+outside ±10% of λ (±3% for the toy; for a full-rank-A point, of the interval between the
+global and the local λ, see sltgeom.analysis.known_llc). The table in docs/llc.md comes from
+this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from sltgeom.analysis.known_llc import CASES, validate_case
+
+HEADER = "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | R̂ | ESS | seconds"
+
+
+def _theory(row) -> str:
+    low, high = row["theory_low"], row["theory"]
+    return f"{high:g}" if low == high else f"{low:g}–{high:g}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(HEADER)
+    failed = []
+    for name in args.cases.split(","):
+        start = time.perf_counter()
+        row = validate_case(CASES[name])
+        if not row["passed"]:
+            failed.append(name)
+        print(
+            f"{name} | {_theory(row)} | {row['llc_mean']:.2f} ± {2 * row['llc_sem']:.2f} | "
+            f"{row['ratio']:.3f} | {row['llc_step_size']:.2e} | {row['llc_burn_in']} | "
+            f"{row['burn_in_capped']} | {row['llc_rhat']:.3f} | {row['llc_ess']:.0f} | "
+            f"{time.perf_counter() - start:.0f}",
+            flush=True,
+        )
+    print(f"{len(failed)} of {len(CASES)} cases outside tolerance: {failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
