@@ -10,7 +10,11 @@ numbers are drawn so that the right answers are known:
 - the ``llc_trace`` draws of a chain average exactly to that chain's ``llc_per_chain`` entry;
 - a few flags are set: ``ngd`` of ``cnn-k0`` seed 2 diverges at the last epoch (no LLC there),
   ``trace_rising`` on ``sgd`` of ``ffnn-1x16`` seed 0 at the last epoch, ``rank_is_estimate``
-  on ``ngd`` ranks at the last epoch, ``loss_below_init`` on epoch 0 of seed 1.
+  on ``ngd`` ranks at the last epoch, ``loss_below_init`` on epoch 0 of seed 1;
+- the LLC trust cases of ``TRUST_CASES`` (study ``ngd_vs_sgd``): an epoch-0 estimate near
+  −200, a NaN estimate whose chains all diverged after 2 retries (at the last epoch, so the
+  NGD − SGD test must leave it out), a not-converged one (R̂ 1.2), a capped burn-in and an
+  estimate that recovered after one retry.
 """
 
 from __future__ import annotations
@@ -39,6 +43,26 @@ N_TRAIN = 1437
 LLC_LEVEL = {"sgd": (16.0, 0.5), "ngd": (24.0, 0.7)}
 SGD = {"type": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True}
 NGD = {**SGD, "type": "ngd", "alpha": 0.01, "eta": 0.9, "epsilon": 1.0e-10, "delta": 5.0e-4}
+# The automatic step-size and burn-in settings recorded with every LLC estimate (docs/llc.md).
+LLC_SCHEDULE = {
+    "llc_step_scale": 1.0,
+    "llc_min_acceptance": 0.95,
+    "llc_burn_in_scale": 0.2,
+    "llc_max_burn_in": 50_000,
+    "llc_max_retries": 2,
+    "llc_init_loss": "full",
+    "llc_step_rule": "auto",
+    "llc_burn_in_rule": "auto",
+}
+# (architecture, optimizer, seed, epoch) of study ngd_vs_sgd -> its trust case.
+TRUST_CASES = {
+    ("ffnn-1x16", "sgd", 0, 0): "initialisation",
+    ("ffnn-1x16", "ngd", 0, 4): "diverged",
+    ("ffnn-1x16", "sgd", 0, 2): "not_converged",
+    ("cnn-k0", "sgd", 1, 4): "burn_in_capped",
+    ("cnn-k0", "sgd", 0, 3): "retried",
+}
+INIT_LLC = -200.0
 
 
 @dataclass(frozen=True)
@@ -204,6 +228,37 @@ def _llc_target(run: dict, epoch: int, level: tuple[float, float], z: float) -> 
     return (mean + spread * z) * (1 - math.exp(-(epoch + 1) / 1.5))
 
 
+def _trust_case(run: dict, epoch: int) -> str | None:
+    if run["study"] != "ngd_vs_sgd":
+        return None
+    return TRUST_CASES.get((run["architecture"], run["optimizer"], run["seed"], epoch))
+
+
+def _chains(run: dict, epoch: int, target: float, case: str | None, sizes: Sizes, rng):
+    """Per-chain estimates around ``target`` (the case's value where one is set)."""
+    spread = {"not_converged": 3.0}.get(case, 0.3)
+    chains = spread * rng.standard_normal(sizes.chains)
+    if case == "diverged":
+        return np.full(sizes.chains, np.nan)
+    centre = INIT_LLC if case == "initialisation" else target
+    return chains - chains.mean() + centre
+
+
+def _trust_columns(case: str | None, sizes: Sizes, rng) -> dict:
+    draws = sizes.chains * sizes.draws
+    return {
+        "llc_rhat": {"not_converged": 1.2, "diverged": np.nan}.get(case, 1 + 0.01 * rng.random()),
+        "llc_ess": {"not_converged": 0.05 * draws, "diverged": np.nan}.get(case, 0.4 * draws),
+        "diverged_chains": sizes.chains if case == "diverged" else 0,
+        "llc_retries": {"diverged": LLC_SCHEDULE["llc_max_retries"], "retried": 1}.get(case, 0),
+        "not_converged": case == "not_converged",
+        "burn_in_capped": case == "burn_in_capped",
+        "hessian_top": 50.0 + rng.random(),
+        "pilot_acceptance": 0.97,
+        **LLC_SCHEDULE,
+    }
+
+
 def llc_rows(run: dict, training: pd.DataFrame, sizes: Sizes, rng):
     """LLC rows and their llc_trace rows; draws average exactly to each chain's estimate."""
     nbeta = N_TRAIN / math.log(N_TRAIN)
@@ -213,8 +268,8 @@ def llc_rows(run: dict, training: pd.DataFrame, sizes: Sizes, rng):
     for epoch in analysed_epochs(run):
         loss_init = training.loc[training["epoch"] == epoch, "train_loss"].item()
         target = _llc_target(run, epoch, LLC_LEVEL[_kind(run)], z)
-        chains = target + 0.3 * rng.standard_normal(sizes.chains)
-        chains += target - chains.mean()
+        case = _trust_case(run, epoch)
+        chains = _chains(run, epoch, target, case, sizes, rng)
         for c, llc in enumerate(chains):
             noise = 0.05 * rng.standard_normal(sizes.draws)
             loss = loss_init + llc / nbeta + noise - noise.mean()
@@ -228,7 +283,7 @@ def llc_rows(run: dict, training: pd.DataFrame, sizes: Sizes, rng):
                 "llc_std": chains.std(ddof=1),
                 "llc_per_chain": chains.tolist(),
                 "loss_init": loss_init,
-                "wbic": N_TRAIN * (loss_init + target / nbeta),
+                "wbic": N_TRAIN * (loss_init + chains.mean() / nbeta),
                 "mala_acceptance": 0.95,
                 "trace_rising": rising and epoch == final,
                 "trace_slope_t": 3.0 if rising and epoch == final else 0.1,
@@ -251,6 +306,7 @@ def llc_rows(run: dict, training: pd.DataFrame, sizes: Sizes, rng):
                 "llc_mala": "consecutive",
                 "llc_nbeta_setting": "None",
             }
+            | _trust_columns(case, sizes, rng)
         )
     return rows, trace
 
@@ -376,6 +432,7 @@ def toy_table(toy: dict) -> pd.DataFrame:
                     "llc_mala": "consecutive",
                     "llc_nbeta_setting": "None",
                 }
+                | _trust_columns(None, Sizes(chains=2, draws=100), _rng("toy trust", r, seed))
             )
     return concat_conformed([pd.DataFrame(rows)], "toy")
 

@@ -26,14 +26,15 @@ from report_fixtures import (
 )
 from scipy import stats as scipy_stats
 
-from sltgeom.report import run_figures, study_figures, toy_figures, transition
+from sltgeom.report import diagnostics, run_figures, study_figures, toy_figures, transition
 from sltgeom.report.downsample import bin_means, stride
 from sltgeom.report.gallery import read_index, read_tables, split_runs
-from sltgeom.report.html import stats_table
+from sltgeom.report.html import Page, StudyData, _diagnostics, stats_table
 from sltgeom.report.inputs import report_tables, study_spec, study_tables
+from sltgeom.report.llc_trust import Scale, off_scale_reasons, reasons
 from sltgeom.report.provenance import benchmark_times, git_commit
 from sltgeom.report.static import to_png
-from sltgeom.report.stats import COLUMNS, llc_difference, welch
+from sltgeom.report.stats import COLUMNS, llc_difference, nan_left_out, welch
 from sltgeom.report.study import StudySpec, with_branch_start
 
 # ----------------------------------------------------------------------------- fixtures
@@ -100,8 +101,8 @@ def test_llc_difference_pairs_final_epoch_branches(config, tables):
     llc = tables["ngd_vs_sgd"]["llc"]
     for row in stats.itertuples():
         final = llc[(llc["architecture"] == row.architecture) & (llc["epoch"] == 4)]
-        ngd = final.loc[final["optimizer"] == "ngd", "llc_mean"]
-        sgd = final.loc[final["optimizer"] == "sgd", "llc_mean"]
+        ngd = final.loc[final["optimizer"] == "ngd", "llc_mean"].dropna()
+        sgd = final.loc[final["optimizer"] == "sgd", "llc_mean"].dropna()
         assert row.llc_ngd_mean == pytest.approx(ngd.mean())
         assert row.llc_sgd_std == pytest.approx(sgd.std(ddof=1))
         assert row.p_value == pytest.approx(scipy_stats.ttest_ind(ngd, sgd, equal_var=False).pvalue)
@@ -110,6 +111,11 @@ def test_llc_difference_pairs_final_epoch_branches(config, tables):
     assert (cnn["n_ngd"], cnn["n_sgd"]) == (2, 3)  # seed 2 of NGD diverged at the last epoch
     ffnn = stats.set_index("architecture").loc["ffnn-1x16"]
     assert (ffnn["flagged_ngd"], ffnn["flagged_sgd"]) == (0, 1)  # trace_rising, seed 0
+    assert (ffnn["n_ngd"], ffnn["n_sgd"]) == (2, 3)  # seed 0 of NGD: a diverged (NaN) estimate
+    assert np.isfinite(stats[["difference", "ci_low", "ci_high", "p_value"]].to_numpy()).all()
+    left = nan_left_out(llc, stats).set_index(stats["architecture"])
+    assert left.loc["ffnn-1x16"].tolist() == [1, 0, 1, 0]  # nan_ngd, nan_sgd, diverged_*
+    assert left.loc["cnn-k0"].tolist() == [0, 0, 0, 0]  # its diverged *run* has no LLC row
 
 
 def test_llc_difference_of_swap_and_single_optimizer_studies(config, tables):
@@ -123,8 +129,11 @@ def test_llc_difference_of_swap_and_single_optimizer_studies(config, tables):
 def test_stats_table_formats_mean_std_and_interval(config, tables):
     stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
     shown = stats_table(stats)
-    assert shown.loc[0, "NGD LLC"].endswith("(n=3)") and "±" in shown.loc[0, "NGD LLC"]
+    assert shown.loc[1, "NGD LLC"].endswith("(n=2)") and "±" in shown.loc[1, "NGD LLC"]
     assert shown.loc[0, "95% interval"].startswith("[")
+    counted = stats_table(stats, tables["ngd_vs_sgd"]["llc"])
+    assert counted.loc[0, "NGD LLC"].endswith("(n=2; 1 NaN left out: 1 diverged)")
+    assert counted.loc[0, "SGD LLC"].endswith("(n=3)")
 
 
 # ---------------------------------------------------------------------------- figures
@@ -135,8 +144,10 @@ def test_llc_final_has_one_point_per_seed_and_the_mean(config, tables):
     llc = tables["ngd_vs_sgd"]["llc"]
     fig = study_figures.llc_final(llc, spec, "t")
     final = llc[llc["epoch"] == 4]
+    trusted = final[off_scale_reasons(final) == ""]
+    assert len(final) - len(trusted) == 1  # ffnn-1x16 NGD seed 0: diverged, NaN
     for opt in ("sgd", "ngd"):
-        rows = final[final["optimizer"] == opt]
+        rows = trusted[trusted["optimizer"] == opt]
         points = one(fig, f"{opt} seeds")
         expected = [
             rows[rows["architecture"] == a].sort_values("seed")["llc_mean"]
@@ -147,6 +158,10 @@ def test_llc_final_has_one_point_per_seed_and_the_mean(config, tables):
         assert np.allclose(means.y, [e.mean() for e in expected])
         assert np.allclose(means.error_y.array, [e.std(ddof=1) for e in expected])
     assert list(fig.layout.xaxis.ticktext) == ["ffnn-1x16", "cnn-k0"]
+    off = one(fig, "ngd off scale (untrusted)")
+    low, high = fig.layout.yaxis.range
+    assert len(off.y) == 1 and low < off.y[0] < trusted["llc_mean"].min()
+    assert "seed 0" in off.text[0] and "LLC NaN — diverged: 2 chain(s)" in off.text[0]
 
 
 def test_swap_figures_draw_trunk_then_branches_and_mark_the_branch_point(config, tables):
@@ -202,6 +217,152 @@ def test_llc_hessian_marks_flags_and_lower_bound_ranks(config, tables):
     only_llc = run_figures.llc_hessian(part["llc"], None, spec, "t")
     assert {t.name for t in only_llc.data} >= {"sgd LLC", "ngd LLC"}
     assert run_figures.llc_hessian(None, None, spec, "t") is None
+
+
+# ------------------------------------------------------------ untrusted LLC estimates
+
+
+def test_reasons_name_why_an_estimate_is_off_scale():
+    row = {"epoch": 3, "llc_mean": 12.0, "loss_below_init": False, "not_converged": False}
+    assert reasons(row) == []
+    assert reasons({**row, "epoch": 0}) == ["initialisation (epoch 0): not a local minimum"]
+    assert reasons({**row, "loss_below_init": True})[0].startswith("loss_below_init")
+    assert "split-R̂ 1.2 " in reasons({**row, "not_converged": True, "llc_rhat": 1.2})[0]
+    diverged = {**row, "llc_mean": np.nan, "diverged_chains": 4, "llc_retries": 2}
+    assert reasons(diverged) == [
+        "diverged: 4 chain(s) with non-finite loss after 2 retries with a smaller step, "
+        "so the LLC is NaN"
+    ]
+    old = {"epoch": 3, "llc_mean": np.nan}  # a table from before divergences were recorded
+    assert reasons(old) == ["NaN estimate (divergence not recorded in this table)"]
+    assert reasons({**row, "loss_below_init": np.nan}) == []  # missing flag: not raised
+
+
+def test_scale_pins_below_or_above_the_trusted_range():
+    scale = Scale.of([10.0, 20.0, np.nan])
+    assert (scale.low, scale.high, scale.gap) == (10.0, 20.0, 1.0)
+    assert scale.pin([-200.0]) == 9.0 and scale.pin([np.nan]) == 9.0
+    assert scale.pin([15.0]) == 9.0  # untrusted inside the range: still off scale
+    assert scale.pin([500.0, np.nan]) == 21.0
+    assert scale.axis_range([9.0]) == pytest.approx([8.4, 20.6])
+    assert scale.axis_range([9.0, 21.0]) == pytest.approx([8.4, 21.6])
+    assert Scale.of([np.nan]) == Scale(0.0, 1.0)
+    assert Scale.of([5.0]) == Scale(4.5, 5.5)
+
+
+def _trusted_span(llc: pd.DataFrame) -> tuple[float, float]:
+    ok = llc[off_scale_reasons(llc) == ""]
+    return (ok["llc_mean"] - ok["llc_std"]).min(), (ok["llc_mean"] + ok["llc_std"]).max()
+
+
+def test_llc_hessian_pins_untrusted_estimates_outside_the_axis(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd")
+    part = split_runs(tables["ngd_vs_sgd"])[("ffnn-1x16", 0)]
+    fig = run_figures.llc_hessian(part["llc"], part["hessian"], spec, "t")
+    low, high = fig.layout.yaxis.range  # the LLC panel
+    lo, hi = _trusted_span(part["llc"])
+    assert low < lo and high > hi
+    assert low > -20  # epoch 0 at −200 does not stretch the axis
+    assert (hi - lo) / (high - low) > 0.7  # the trusted estimates fill the panel
+    sgd = one(fig, "sgd off scale (untrusted)")
+    assert list(sgd.x) == [0, 2] and all(low < y < lo for y in sgd.y)
+    assert "epoch 0: LLC -200" in sgd.text[0] and "initialisation (epoch 0)" in sgd.text[0]
+    assert "not_converged: split-R̂ 1.2" in sgd.text[1]
+    ngd = one(fig, "ngd off scale (untrusted)")
+    assert list(ngd.x) == [0, 4] and "diverged: 2 chain(s)" in ngd.text[1]
+    assert low < ngd.y[0] < sgd.y[0]  # the optimizers' markers at epoch 0 do not overlap
+    assert "after 2 retries" in ngd.text[1]
+    line = one(fig, "sgd LLC").y
+    assert np.isnan(line[[0, 2]]).all() and np.isfinite(line[[1, 3, 4]]).all()
+    assert one(fig, "sgd off scale (untrusted)").yaxis == one(fig, "sgd LLC").yaxis
+
+
+def test_run_without_untrusted_estimates_keeps_plotly_autorange(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd")
+    part = split_runs(tables["ngd_vs_sgd"])[("cnn-k0", 1)]
+    trained = part["llc"][part["llc"]["epoch"] > 0]
+    fig = run_figures.llc_hessian(trained, None, spec, "t")
+    assert fig.layout.yaxis.range is None
+    assert not [t for t in fig.data if "off scale" in t.name]
+    assert list(one(fig, "sgd flagged").text) == ["burn_in_capped"]
+
+
+def test_llc_epochs_across_seeds_scale_to_trusted_means(config, tables):
+    spec = spec_of(config, "ngd_vs_sgd")
+    llc = tables["ngd_vs_sgd"]["llc"]
+    fig = study_figures.llc_epochs(llc, spec, "t")
+    ffnn = llc[llc["architecture"] == "ffnn-1x16"]
+    low, high = fig.layout.yaxis.range  # first panel: ffnn-1x16
+    assert low > -20 and high < 40
+    sgd = [t for t in fig.data if t.name == "sgd" and t.yaxis == "y"][0]
+    trusted = ffnn[(ffnn["optimizer"] == "sgd") & (ffnn["epoch"] == 2) & (ffnn["seed"] > 0)]
+    assert np.isnan(sgd.y[0])  # epoch 0: no trusted estimate
+    assert sgd.y[2] == pytest.approx(trusted["llc_mean"].mean())  # seed 0 not converged
+    off = [t for t in fig.data if t.name == "sgd off scale (untrusted)" and t.yaxis == "y"][0]
+    assert list(off.x) == [0, 2] and all(y < low + 0.2 * (high - low) for y in off.y)
+    assert off.text[0].count("<br>") == 2  # the three seeds at epoch 0, listed together
+    assert "epoch 0, seed 0: LLC -200" in off.text[0]
+    assert "loss_below_init" in off.text[0]  # seed 1
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert len(names) == len(set(names))
+
+
+def test_figures_and_diagnostics_of_an_llc_table_without_trust_columns(config, tables):
+    """A table from before the trust checks: figures still draw, checks say 'not recorded'."""
+    spec = spec_of(config, "ngd_vs_sgd")
+    new = ["llc_rhat", "llc_ess", "diverged_chains", "llc_retries", "not_converged"]
+    old = tables["ngd_vs_sgd"]["llc"].drop(columns=[*new, "burn_in_capped", "hessian_top"])
+    for build in (study_figures.llc_final, study_figures.llc_epochs):
+        assert build(old, spec, "t") is not None
+    part = old[(old["architecture"] == "ffnn-1x16") & (old["seed"] == 0)]
+    fig = run_figures.llc_hessian(part, None, spec, "t")
+    assert "divergence not recorded" in one(fig, "ngd off scale (untrusted)").text[1]
+    summary = diagnostics.llc_trust_summary(old).set_index("check")["checkpoints"]
+    assert summary["diverged (NaN LLC)"] == "not recorded"
+    assert summary["NaN LLC without a recorded divergence"] == 1
+    assert summary["not_converged"] == summary["burn_in_capped"] == "not recorded"
+    assert diagnostics.convergence_summary(old) is None
+    page = Page()
+    _diagnostics(page, StudyData("old", {}, tables={"llc": old}))
+    text = page.text()
+    assert "not recorded in this LLC table" in text and "not recorded</td>" in text
+
+
+def test_llc_trust_counts(tables):
+    llc = tables["ngd_vs_sgd"]["llc"]
+    summary = diagnostics.llc_trust_summary(llc).set_index("check")
+    counts = summary[["checkpoints", "at_last_epoch"]].T.to_dict("list")
+    assert counts == {
+        "diverged (NaN LLC)": [1, 1],
+        "NaN LLC without a recorded divergence": [0, 0],
+        "retried after divergence": [2, 1],  # the diverged one and one that recovered
+        "not_converged": [1, 0],
+        "burn_in_capped": [1, 1],
+    }
+    assert "2 retries" in summary.loc["diverged (NaN LLC)", "meaning"]
+    assert (summary["analysed"] == len(llc)).all()
+    diverged = diagnostics.diverged_estimates(llc)
+    key = ["architecture", "optimizer", "seed", "epoch"]
+    assert diverged[key].values.tolist() == [["ffnn-1x16", "ngd", 0, 4]]
+    flags = diagnostics.llc_flags(llc).set_index(key)["flags"]
+    assert flags[("ffnn-1x16", "sgd", 0, 2)] == "not_converged"
+
+
+def test_convergence_summary_at_the_final_epoch(tables):
+    llc = tables["ngd_vs_sgd"]["llc"]
+    table = diagnostics.convergence_summary(llc).set_index(["architecture", "optimizer"])
+    assert sorted(table.index) == sorted(
+        [("ffnn-1x16", "sgd"), ("ffnn-1x16", "ngd"), ("cnn-k0", "sgd"), ("cnn-k0", "ngd")]
+    )
+    final = llc[(llc["epoch"] == 4) & (llc["architecture"] == "cnn-k0")]
+    sgd = final[final["optimizer"] == "sgd"]
+    assert table.loc[("cnn-k0", "sgd"), "R̂ max"] == pytest.approx(sgd["llc_rhat"].max())
+    assert table.loc[("cnn-k0", "sgd"), "ESS min"] == pytest.approx(sgd["llc_ess"].min())
+    assert table.loc[("cnn-k0", "sgd"), "R̂ median"] == pytest.approx(sgd["llc_rhat"].median())
+    assert table.loc[("ffnn-1x16", "ngd"), "diverged"] == 1
+    assert table.loc[("cnn-k0", "ngd"), "seeds"] == 2  # its seed 2 diverged in training
+    assert table.loc[("cnn-k0", "ngd"), "epoch"] == 4
+    assert (table["R̂ max"] < 1.05).all() and (table["not converged"] == 0).all()
 
 
 def test_update_norms_per_step_use_fractional_epochs():
@@ -319,6 +480,10 @@ def test_report_shows_statistics_diagnostics_and_provenance(report_html):
     assert "NGD − SGD LLC at the final epoch" in report_html
     assert "1 run(s) diverged" in report_html  # cnn-k0 ngd seed 2
     assert "trace_rising" in report_html and "loss_below_init" in report_html
+    assert "LLC trust checks" in report_html and "Split-R̂ of the chains" in report_html
+    assert "1 LLC estimate(s) are NaN because their SGLD chains diverged" in report_html
+    assert "These NaNs are divergences, not missing values" in report_html
+    assert "(n=2; 1 NaN left out: 1 diverged)" in report_html
     assert "Hessian rank(s) reached the probe budget" in report_html
     assert "llc analysis not run for this study" in report_html
     assert "git commit" in report_html and ">torch<" in report_html

@@ -12,10 +12,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .downsample import bin_means, stride
+from .llc_trust import (
+    add_off_scale,
+    off_scale_reasons,
+    on_scale_flags,
+    trusted_scale,
+)
 from .study import StudySpec, with_branch_start
 from .style import axis_ref, mark_branch, new_figure
-
-LLC_FLAGS = ["trace_rising", "negative_llc", "loss_below_init"]
 
 
 def _line(opt: str, spec: StudySpec, dash: str | None = None) -> dict:
@@ -136,30 +140,51 @@ def llc_hessian(
 
 
 def _llc_panel(fig: go.Figure, llc: pd.DataFrame, spec: StudySpec) -> None:
-    for opt, rows in _by_optimizer(llc, spec):
+    """LLC per optimizer on a y-range of the trusted estimates; x: an on-scale flag; open
+    diamonds pinned outside the range: untrusted estimates (see :mod:`.llc_trust`)."""
+    llc = llc.reset_index(drop=True)
+    why = off_scale_reasons(llc)
+    ok = why == ""
+    scale = trusted_scale(llc[ok])
+    where = axis_ref(fig, 1)
+    pinned = []
+    for slot, (opt, rows) in enumerate(_by_optimizer(llc, spec)):
+        trusted = ok.loc[rows.index]
         fig.add_scatter(
             x=rows["epoch"].to_numpy(float),
-            y=rows["llc_mean"].to_numpy(float),
-            error_y={"array": rows["llc_std"].fillna(0).to_numpy(float), "thickness": 1},
+            y=rows["llc_mean"].where(trusted).to_numpy(float),
+            error_y={
+                "array": rows["llc_std"].where(trusted).fillna(0).to_numpy(float),
+                "thickness": 1,
+            },
             name=f"{opt} LLC",
             mode="lines+markers",
             marker={"size": 5},
             line=_line(opt, spec),
             legendgroup=opt,
-            **axis_ref(fig, 1),
+            **where,
         )
-        flagged = rows[rows[LLC_FLAGS].any(axis=1)]
+        flags = on_scale_flags(rows[trusted])
+        flagged = rows[trusted][flags != ""]
         if len(flagged):
             fig.add_scatter(
                 x=flagged["epoch"].to_numpy(float),
                 y=flagged["llc_mean"].to_numpy(float),
-                text=[", ".join(f for f in LLC_FLAGS if r[f]) for _, r in flagged.iterrows()],
+                text=list(flags[flags != ""]),
                 name=f"{opt} flagged",
                 mode="markers",
                 marker={"symbol": "x", "size": 11, "color": "black"},
                 legendgroup=opt,
-                **axis_ref(fig, 1),
+                **where,
             )
+        untrusted = rows[~trusted]
+        if len(untrusted):
+            options = {"slot": slot, "legendgroup": opt, **where}
+            pinned.append(
+                add_off_scale(fig, untrusted, why, scale, opt, spec.colour(opt), **options)
+            )
+    if pinned:
+        fig.update_yaxes(range=scale.axis_range(np.concatenate(pinned)), **where)
 
 
 def _hessian_panels(fig: go.Figure, hessian: pd.DataFrame, spec: StudySpec, row: int) -> None:

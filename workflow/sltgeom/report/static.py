@@ -1,8 +1,8 @@
 """Static PNG copies of the plotly figures, drawn with matplotlib (no browser needed).
 
 Covers what the figure modules use: scatter traces (lines, markers, dash styles, error bars,
-categorical axes), subplot grids from ``make_subplots``, log axes, tick labels, vertical lines
-and their annotations, the title.
+categorical axes), subplot grids from ``make_subplots``, log axes, fixed y-ranges, tick labels,
+vertical lines and their annotations, the title.
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ def _style_axis(ax, layout, xs: str, ys: str, ticks: dict) -> None:
         ax.set_xscale("log")
     if yaxis.type == "log":
         ax.set_yscale("log", nonpositive="mask")
+    elif yaxis.range is not None:  # a fixed range (e.g. LLC: trusted estimates only)
+        ax.set_ylim(*yaxis.range)
     ax.set_xlabel(xaxis.title.text or "")
     ax.set_ylabel(yaxis.title.text or "")
     if xaxis.tickvals is not None:

@@ -17,7 +17,8 @@ from sltgeom.schemas import TABLES
 
 from .study import StudySpec, architectures_in
 
-FLAGS = ["trace_rising", "negative_llc", "loss_below_init"]
+# Flags counted as ``flagged_*`` (those absent from a table written before them are skipped).
+FLAGS = ["trace_rising", "negative_llc", "loss_below_init", "not_converged", "burn_in_capped"]
 COLUMNS = TABLES["llc_difference"]
 
 
@@ -73,7 +74,8 @@ def llc_difference(
 
     An absent or empty LLC table gives an empty table. The final epoch is the last epoch
     analysed for the pair in that architecture; seeds without an estimate there (e.g. diverged
-    runs) are left out of both the counts and the test.
+    runs) and NaN estimates (every SGLD retry diverged) are left out of both the counts and the
+    test; :func:`nan_left_out` counts the NaNs, which the report shows beside the test.
     """
     rows = []
     for arch in architectures_in(llc, spec) if llc is not None and len(llc) else []:
@@ -89,3 +91,31 @@ def llc_difference(
             rows.append(row | {"confidence": confidence})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return frame.astype(COLUMNS)
+
+
+def nan_left_out(llc: pd.DataFrame | None, stats: pd.DataFrame) -> pd.DataFrame:
+    """Per row of ``stats``: its sides' final-epoch estimates that are NaN and so left out of
+    the test (``nan_ngd``, ``nan_sgd``), and how many of those are recorded divergences
+    (``diverged_chains`` > 0: ``diverged_ngd``, ``diverged_sgd``)."""
+    columns = ["nan_ngd", "nan_sgd", "diverged_ngd", "diverged_sgd"]
+    rows = []
+    for r in stats.itertuples():
+        row = {}
+        for side, optimizer in (("ngd", r.ngd), ("sgd", r.sgd)):
+            values = (
+                final_values(llc, r.architecture, optimizer, r.epoch) if llc is not None else None
+            )
+            nan, diverged = _nan_counts(values)
+            row |= {f"nan_{side}": nan, f"diverged_{side}": diverged}
+        rows.append(row)
+    return pd.DataFrame(rows, index=stats.index, columns=columns)
+
+
+def _nan_counts(rows: pd.DataFrame | None) -> tuple[int, int]:
+    if rows is None or rows.empty:
+        return 0, 0
+    nan = ~np.isfinite(rows["llc_mean"].to_numpy(dtype=float))
+    if "diverged_chains" not in rows:
+        return int(nan.sum()), 0
+    diverged = rows["diverged_chains"].fillna(0).to_numpy(dtype=float) > 0
+    return int(nan.sum()), int((nan & diverged).sum())
