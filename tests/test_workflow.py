@@ -1,6 +1,8 @@
 """End to end: the workflow on the tiny config in a temporary directory, then partial reruns."""
 
+import contextlib
 import copy
+import os
 import shutil
 import subprocess
 import sys
@@ -9,9 +11,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, parsed_rules
 
-from sltgeom.schemas import DETAIL_TABLE, TABLES, schema_columns
+from sltgeom.schemas import DETAIL_TABLE, LAZY_EXPERIMENTS, TABLES, lazy_tables, schema_columns
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -23,15 +25,20 @@ def snakemake(workdir, *args):
     return done.stdout
 
 
-def pending(workdir) -> dict[str, set[str]]:
-    """Rule → output files that Snakemake's summary plans to update."""
+def outputs(workdir, pending_only=True) -> dict[str, set[str]]:
+    """Rule → output files of Snakemake's summary (only those it plans to update)."""
     table = snakemake(workdir, "--summary")
     rows = [line.split("\t") for line in table.splitlines()[1:] if "\t" in line]
     plan = {}
     for row in rows:
-        if row[-1] == "update pending":
+        if row[-1] == "update pending" or not pending_only:
             plan.setdefault(row[2], set()).add(row[0])
     return plan
+
+
+def pending(workdir) -> dict[str, set[str]]:
+    """Rule → output files that Snakemake's summary plans to update."""
+    return outputs(workdir)
 
 
 def job_blocks(dry_run: str) -> list[tuple[str, str]]:
@@ -82,6 +89,33 @@ def test_generalisation_and_minimally_singular_tables(workflow_dir):
     assert list(toy.columns) == list(TABLES["toy"])
 
 
+def test_step_size_probe_writes_its_table_and_figures(workflow_dir):
+    table = pd.read_parquet(workflow_dir / "results/tiny/tables/step_size.parquet")
+    assert list(table.columns) == list(TABLES["step_size"])
+    assert set(table["optimizer"]) == {"sgd", "ngd"} and table["step"].mod(4).eq(0).all()
+    assert table["sharpness"].notna().any() and table["alpha_star"].notna().any()
+    assert not (workflow_dir / "results/tiny_swap/tables/step_size.parquet").exists()
+    figures = workflow_dir / "results/tiny/figures"
+    for name in ("step_size", "alpha_h_vs_g"):
+        assert (figures / f"ffnn-1x16.seed0.{name}.png").exists()
+
+
+def test_lazy_training_writes_every_table_its_figures_and_report_section(workflow_dir):
+    folder = workflow_dir / "results/lazy_training"
+    for experiment in LAZY_EXPERIMENTS:
+        assert (workflow_dir / f"logs/lazy_training/{experiment}.log").exists()
+        assert (workflow_dir / f"benchmarks/lazy_training/{experiment}.tsv").exists()
+        for name in lazy_tables(experiment):
+            table = pd.read_parquet(folder / "tables" / f"{name}.parquet")
+            assert len(table) and list(table.columns) == list(TABLES[name]), name
+    slope = pd.read_parquet(folder / "tables/output_scaling_slope.parquet").iloc[0]
+    assert slope["ci_low"] <= slope["slope"] <= slope["ci_high"] < 0
+    assert (folder / "figures/lazy.width_sweep_kernel.png").exists()
+    report = (workflow_dir / "results/report.html").read_text()
+    assert 'id="lazy-training"' in report and "fitted slope" in report
+    assert report.index('id="minimally-singular"') < report.index('id="lazy-training"')
+
+
 def _pending_after_edit(workflow_dir, edit) -> dict[str, set[str]]:
     config_path = workflow_dir / "config" / "config.yaml"
     original = config_path.read_text()
@@ -101,7 +135,8 @@ def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
     plan = _pending_after_edit(workflow_dir, edit)
     run = "results/tiny/runs/ffnn-1x16/ngd/seed0"
     assert plan["train"] == {
-        f"{run}/{n}" for n in ("checkpoints", "epochs.parquet", "steps.parquet")
+        f"{run}/{n}"
+        for n in ("checkpoints", "epochs.parquet", "steps.parquet", "step_size.parquet")
     }
     for kind, detail in DETAIL_TABLE.items():
         assert plan[kind] == {f"{run}/{kind}.parquet", f"{run}/{detail}.parquet"}
@@ -127,17 +162,59 @@ def test_editing_llc_settings_reruns_llc_only(workflow_dir):
     assert not {"train", "hessian", "fisher", "minimally_singular", "toy_figures"} & set(plan)
 
 
-def test_editing_training_code_reruns_training_only(workflow_dir):
-    module = workflow_dir / "workflow" / "sltgeom" / "train.py"
-    original = module.read_text()
+@contextlib.contextmanager
+def edited(module):
+    """A library module with one more line, then restored with its modification time."""
+    original, times = module.read_text(), module.stat()
     module.write_text(original + "\n# edited\n")
     try:
-        plan = pending(workflow_dir)
+        yield
     finally:
         module.write_text(original)
+        os.utime(module, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
+def test_editing_one_lazy_experiment_reruns_only_it_and_the_report(workflow_dir):
+    def edit(config):
+        config["lazy_training"]["width_sweep"]["steps"] = 70
+
+    plan = _pending_after_edit(workflow_dir, edit)
+    tables = {f"results/lazy_training/tables/{t}.parquet" for t in lazy_tables("width_sweep")}
+    assert plan.pop("lazy_training_width_sweep") == tables
+    assert {"lazy_figures", "report"} <= set(plan) <= {"lazy_figures", "figures", "report"}
+
+
+def test_editing_training_code_reruns_training_only(workflow_dir):
+    with edited(workflow_dir / "workflow" / "sltgeom" / "train.py"):
+        plan = pending(workflow_dir)
     trained = {path.rsplit("/", 1)[0] for path in plan["train"]}
     assert len(trained) == 5  # tiny: sgd, ngd; tiny_swap: trunk, sgd, ngd
     assert "dataset" not in plan
+
+
+def test_editing_hvp_reruns_exactly_the_jobs_that_import_it(workflow_dir):
+    hvp = "workflow/sltgeom/analysis/hvp.py"
+    importers = {name for name, rule in parsed_rules(workflow_dir).items() if hvp in rule["code"]}
+    assert {"hessian", "fisher", "minimally_singular"} <= importers
+    every = outputs(workflow_dir, pending_only=False)
+    with edited(workflow_dir / hvp):
+        plan = pending(workflow_dir)
+    for rule in importers & set(every):  # every job of theirs in `all`, all of its outputs
+        assert plan.get(rule) == every[rule], rule
+    finished = {"dataset", "train"}  # upstream: nothing of theirs reruns
+    assert not finished & set(plan)
+    downstream = {"study_table", "toy_table", "generalisation", "figures", "toy_figures", "report"}
+    assert set(plan) <= importers | downstream
+    tables = {path.rsplit("/", 1)[1].removesuffix(".parquet") for path in plan["study_table"]}
+    assert {"hessian", "hessian_density", "fisher", "fisher_density"} <= tables
+    assert not {"training", "steps"} & tables
+
+
+def test_a_finished_project_copied_elsewhere_plans_nothing(workflow_dir, tmp_path):
+    copy = tmp_path / "moved"
+    shutil.copytree(workflow_dir, copy, symlinks=True)  # keeps modification times
+    assert not pending(copy)
+    assert "Nothing to be done" in snakemake(copy, "-n")
 
 
 def test_calibration_target_sweeps_the_last_checkpoints(workflow_dir):
@@ -156,9 +233,10 @@ def test_paper_config_plans_the_whole_reproduction_with_gpus(tmp_path):
     counts = Counter(rule for rule, _ in blocks)
     # seeds × architectures × optimizers (sweeps expanded; swap: trunk + two branches): 582
     runs = 30 * 6 * 2 + 10 * 6 * 3 + 5 * 5 + 5 * 3 + 1 * 2 * 1
-    assert {r: counts[r] for r in ("train", "llc", "hessian", "fisher")} == dict.fromkeys(
-        ("train", "llc", "hessian", "fisher"), runs
+    assert {r: counts[r] for r in ("llc", "hessian", "fisher")} == dict.fromkeys(
+        ("llc", "hessian", "fisher"), runs
     )
+    assert counts["train"] == runs + 5 * 2  # + the step_size study (5 seeds, no analyses)
     assert counts["dataset"] == 1 and counts["report"] == 1 and counts["minimally_singular"] == 2
     for rule, text in blocks:  # device: cuda → one GPU per training and analysis job
         assert ("gpu=1" in text) == (

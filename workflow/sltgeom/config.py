@@ -1,8 +1,11 @@
 """Workflow configuration: schema validation with defaults, and expansion of studies into runs.
 
 A study names its dataset, protocol, architectures, optimizers, seeds and epochs. A list in an
-architecture size or an optimizer hyperparameter makes a sweep (the Cartesian product). Sweep
-variants are named after what varies, e.g. ``ngd_alpha0.1`` or ``ngd_alpha0.1_eta0.5``.
+architecture size or an optimizer hyperparameter makes a sweep (the Cartesian product); an MLP's
+``widths`` list is one architecture (its hidden widths), not a sweep. Sweep variants are named
+after what varies, e.g. ``ngd_alpha0.1`` or ``ngd_alpha0.1_eta0.5``. A study's ``probes``
+(measurements inside the training job) travel in its runs: ``run["step_size"]`` holds the
+step-size probe's settings for the probed architectures and is absent otherwise.
 
 ``standard`` protocol: every optimizer variant trains from the same seed-controlled initial
 weights. ``swap`` protocol: the ``swap.from`` optimizer trains a ``trunk`` run to ``swap.epoch``,
@@ -63,6 +66,7 @@ def _check_study(name: str, study: Mapping) -> None:
     llc = study.get("analysis", {}).get("llc", {})
     if llc.get("engine") == "devinterp" and llc.get("mala") == "same_batch":
         raise ConfigError(f"config key `{where}.analysis.llc.mala`: same_batch needs engine: fast")
+    _check_step_size(where, study)
     if study["protocol"] != "swap":
         if "swap" in study:
             raise ConfigError(f"config key `{where}.swap`: only used with `protocol: swap`")
@@ -80,6 +84,26 @@ def _check_study(name: str, study: Mapping) -> None:
         raise ConfigError(f"config key `{where}.swap.from`: no optimizer named {swap['from']!r}")
     if len(_variants(swap["from"], source)) != 1:
         raise ConfigError(f"config key `{where}.swap.from`: the trunk optimizer cannot be a sweep")
+
+
+def _check_step_size(where: str, study: Mapping) -> None:
+    probe = study.get("probes", {}).get("step_size")
+    if probe is None:
+        return
+    unknown = set(probe["architectures"] or ()) - set(architectures(study))
+    if unknown:
+        raise ConfigError(
+            f"config key `{where}.probes.step_size.architectures`: {sorted(unknown)} not among "
+            f"the study's architectures {sorted(architectures(study))}"
+        )
+
+
+def step_size_probe(study: Mapping, architecture: str) -> dict | None:
+    """The step-size probe settings of one architecture of a study, or None (not probed)."""
+    probe = study.get("probes", {}).get("step_size")
+    if probe is None or architecture not in (probe["architectures"] or [architecture]):
+        return None
+    return {k: v for k, v in probe.items() if k != "architectures"}
 
 
 def _product(spec: Mapping, keys) -> list[tuple[dict, dict]]:
@@ -117,8 +141,10 @@ def canonical(value):
 
 
 def _run(study_name, study, arch, arch_spec, opt, opt_spec, seed, start, end) -> dict:
+    probe = step_size_probe(study, arch)  # only probed runs carry the key
     return canonical(
         {
+            **({"step_size": probe} if probe is not None else {}),
             "study": study_name,
             "architecture": arch,
             "optimizer": opt,

@@ -2,7 +2,9 @@
 
 Every model maps images of shape (B, C, H, W) to logits of shape (B, n_classes).
 
-- ``ffnn``: flatten, ``hidden_layers`` × (Linear(hidden_nodes) → ReLU), Linear(n_classes).
+- ``ffnn``: flatten, ``hidden_layers`` × (Linear(hidden_nodes) → ReLU), Linear(n_classes); or,
+  with ``widths`` (e.g. ``[128, 64]``) instead of the two sizes, one Linear → ReLU per listed
+  width, first to last (the seed notebook 004's 784-128-64-10 MLP).
 - ``dlnn``: the same without activations (a deep linear network).
 - ``cnn``: LeNet-style: conv 5×5 (6 ch) → ReLU, ``extra_conv_layers`` × (conv 5×5 (6 ch) → ReLU),
   max-pool 2, conv 5×5 (16 ch) → ReLU, max-pool 2, Linear 120 → ReLU → Linear 84 → ReLU →
@@ -22,21 +24,30 @@ ARCHITECTURES = ("ffnn", "dlnn", "cnn")
 
 
 def architecture_name(spec: Mapping) -> str:
-    """A short, path-safe name: ``ffnn-1x64``, ``dlnn-2x128``, ``cnn-k2``."""
+    """A short, path-safe name: ``ffnn-1x64``, ``dlnn-2x128``, ``cnn-k2``, ``ffnn-128-64``."""
     kind = spec["type"]
     if kind == "cnn":
         return f"cnn-k{spec['extra_conv_layers']}"
+    if "widths" in spec:
+        return "-".join([kind, *(str(w) for w in spec["widths"])])
     return f"{kind}-{spec['hidden_layers']}x{spec['hidden_nodes']}"
+
+
+def hidden_widths(spec: Mapping) -> list[int]:
+    """The hidden widths of an MLP spec: ``widths``, or ``hidden_layers`` × ``hidden_nodes``."""
+    if "widths" in spec:
+        return [int(w) for w in spec["widths"]]
+    return [int(spec["hidden_nodes"])] * int(spec["hidden_layers"])
 
 
 def _mlp(in_features: int, spec: Mapping, n_classes: int, relu: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
-    for _ in range(spec["hidden_layers"]):
-        layers.append(nn.Linear(width, spec["hidden_nodes"]))
+    for hidden in hidden_widths(spec):
+        layers.append(nn.Linear(width, hidden))
         if relu:
             layers.append(nn.ReLU())
-        width = spec["hidden_nodes"]
+        width = hidden
     layers.append(nn.Linear(width, n_classes))
     return nn.Sequential(*layers)
 

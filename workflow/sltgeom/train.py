@@ -1,7 +1,7 @@
 """Training stage: one run = one (study, architecture, optimizer setting, seed).
 
 A run trains from ``start_epoch`` (0, or the swap cut-off for a swap branch) to ``epochs`` and
-leaves a checkpoint for every epoch in between, both ends included, plus two tables:
+leaves a checkpoint for every epoch in between, both ends included, plus three tables:
 
 ``epochs.parquet`` (one row per epoch; losses are mean cross-entropy in nats, accuracies in [0, 1])
     study, architecture, optimizer, seed, epoch, train_loss, train_acc, val_loss, val_acc (the
@@ -11,6 +11,8 @@ leaves a checkpoint for every epoch in between, both ends included, plus two tab
     the raw gradient), diverged (True on the epoch where a loss became NaN/inf), device.
 ``steps.parquet`` (one row per optimizer step)
     study, architecture, optimizer, seed, epoch, step (global, from 1), loss, update_norm.
+``step_size.parquet`` (one row per probed step; no rows unless the run has a ``step_size``
+    probe, see sltgeom/step_size.py and docs/tables.md): the optimal step size along the update.
 
 Batches are sliced from tensors kept on the device with a seeded permutation per epoch (no
 DataLoader). Work in progress lives in ``<run>/.partial`` and is moved into place only when the
@@ -41,6 +43,8 @@ from .checkpoint import (
 from .data import load_dataset
 from .models import build_model, init_model
 from .optim import build_optimizer, fallback_count
+from .schemas import concat_conformed
+from .step_size import StepSizeProbe, StepSizeSettings
 from .tables import write_parquet
 
 EVAL_CHUNK = 8192
@@ -56,6 +60,7 @@ class RunState:
     epoch: int
     epoch_rows: list[dict] = field(default_factory=list)
     step_rows: list[dict] = field(default_factory=list)
+    probe_rows: list[dict] = field(default_factory=list)
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -83,8 +88,25 @@ def _flat_params(params) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
-def train_epoch(state: RunState, x: torch.Tensor, y: torch.Tensor, batch_size: int, progress=False):
-    """One pass over shuffled minibatches; returns per-step losses and update norms (tensors)."""
+def _backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+
+def train_epoch(
+    state: RunState,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    progress=False,
+    probe: StepSizeProbe | None = None,
+):
+    """One pass over shuffled minibatches; returns per-step losses and update norms (tensors).
+
+    ``probe`` computes the gradient of its due steps (the same gradient, its graph kept) and
+    measures each of them into ``state.probe_rows``; it does not change the trajectory.
+    """
     model, optimizer = state.model, state.optimizer
     model.train()
     order = torch.randperm(len(x), generator=state.generator).to(x.device)
@@ -92,13 +114,17 @@ def train_epoch(state: RunState, x: torch.Tensor, y: torch.Tensor, batch_size: i
     losses = torch.empty(len(starts), device=x.device)
     norms = torch.empty(len(starts), device=x.device)
     params = list(model.parameters())
+    first = len(state.step_rows) + 1  # global number of this epoch's first step
     for i, start in enumerate(tqdm(starts, disable=not progress, leave=False, desc="steps")):
         idx = order[start : start + batch_size]
+        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
         before = _flat_params(params)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx))
-        loss.backward()
+        probed = probe is not None and probe.due(first + i)
+        loss = probe.backward(model, xb, yb) if probed else _backward(model, xb, yb)
         optimizer.step()
+        if probed:
+            state.probe_rows.append(probe.measure(model, first + i, state.epoch + 1))
         losses[i] = loss.detach()
         norms[i] = (_flat_params(params) - before).norm()
     return losses.cpu(), norms.cpu()
@@ -131,6 +157,7 @@ def _checkpoint_payload(run: Mapping, state: RunState, data) -> dict:
         "rng": rng_state(state.generator),
         "epoch_rows": state.epoch_rows,
         "step_rows": state.step_rows,
+        "probe_rows": state.probe_rows,
     }
 
 
@@ -162,9 +189,8 @@ def _resumed_state(run: Mapping, data, device, path: Path) -> RunState:
     optimizer.load_state_dict(saved["optimizer"])
     generator = torch.Generator()
     restore_rng_state(saved["rng"], generator)
-    return RunState(
-        model, optimizer, generator, saved["epoch"], saved["epoch_rows"], saved["step_rows"]
-    )
+    rows = saved["epoch_rows"], saved["step_rows"], saved.get("probe_rows", [])
+    return RunState(model, optimizer, generator, saved["epoch"], *rows)
 
 
 def _start(run, data, device, partial: Path, init_checkpoint) -> RunState:
@@ -178,10 +204,21 @@ def _start(run, data, device, partial: Path, init_checkpoint) -> RunState:
     return state
 
 
+def step_size_probe(run: Mapping) -> StepSizeProbe | None:
+    """The run's step-size probe (``run["step_size"]``: its settings), or None."""
+    if run.get("step_size") is None:
+        return None
+    settings = StepSizeSettings.from_config(run["step_size"])
+    return StepSizeProbe(settings, lr=run["optim_spec"]["lr"], seed=run["seed"])
+
+
 def _advance(run: Mapping, state: RunState, data, progress: bool) -> bool:
     """Train one epoch and record it; False if the loss diverged."""
     tic = time.perf_counter()
-    losses, norms = train_epoch(state, data.x_train, data.y_train, run["batch_size"], progress)
+    probe = step_size_probe(run)
+    losses, norms = train_epoch(
+        state, data.x_train, data.y_train, run["batch_size"], progress, probe
+    )
     seconds = time.perf_counter() - tic
     state.epoch += 1
     first = len(state.step_rows) + 1
@@ -206,10 +243,19 @@ def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mappi
     epochs["device"] = str(device)
     write_parquet(epochs, outputs["epochs"])
     write_parquet(pd.DataFrame(state.step_rows, columns=STEP_COLUMNS), outputs["steps"])
+    if "step_size" in outputs:
+        write_parquet(_probe_table(run, state.probe_rows), outputs["step_size"])
     target = Path(outputs["checkpoints"])
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)
+
+
+def _probe_table(run: Mapping, rows: list[dict]) -> pd.DataFrame:
+    ids = {k: run[k] for k in ID_COLUMNS}
+    return concat_conformed(
+        [pd.DataFrame([{**ids, **r} for r in rows])] if rows else [], "step_size"
+    )
 
 
 def train_run(
@@ -221,11 +267,14 @@ def train_run(
     trunk_checkpoints: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Train one run and write ``outputs`` (keys ``checkpoints``, ``epochs``, ``steps``).
+    """Train one run and write ``outputs`` (keys ``checkpoints``, ``epochs``, ``steps`` and,
+    for runs with a probe, ``step_size``; an unprobed run writes it with no rows).
 
     ``trunk_checkpoints`` (swap branches) is the trunk's checkpoint folder: its checkpoint at
     the cut-off epoch starts the run, with its optimizer state when the optimizer is the same.
     """
+    if run.get("step_size") is not None and "step_size" not in outputs:
+        raise ValueError("the run has a step_size probe but `outputs` has no step_size file")
     dev = resolve_device(device)
     data = load_dataset(dataset_path, device=dev)
     partial = Path(outputs["checkpoints"]).parent / ".partial"

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from . import run_figures, study_figures, toy_figures
+from . import run_figures, step_size_figures, study_figures, toy_figures
 from .static import to_png
 from .stats import llc_difference
 from .study import StudySpec, architectures_in
@@ -26,14 +26,20 @@ from .transition import transition
 DEFAULTS = {"run_figures": "all", "max_points": 400, "dpi": 100}
 CAPTIONS = {
     "llc_final": "LLC at the final epoch per architecture: small points are seeds, diamonds "
-    "the mean ± standard deviation across seeds.",
-    "llc_epochs": "LLC per epoch, mean ± standard deviation across seeds.",
+    "the mean ± standard deviation across the trusted seeds; open diamonds below the axis "
+    "range: NaN (diverged) or not-converged estimates, value and reason in the hover text.",
+    "llc_epochs": "LLC per epoch, mean ± standard deviation across the trusted seeds; the "
+    "y-range spans trusted estimates only, and estimates at checkpoints that are not local "
+    "minima (epoch 0, loss_below_init), not converged or NaN are open diamonds pinned just "
+    "outside it (hover for their values and reasons).",
     "llc_difference": "NGD − SGD difference of the final-epoch LLC with its 95% Welch "
     "interval; an interval clear of 0 is a significant difference.",
     "loss": "Training (solid) and validation (dotted) loss per epoch; an x marks divergence.",
     "update_norms": "Update norm ‖Δw‖₂: mean per epoch (top) and per optimizer step, "
     "bin-averaged for display (bottom).",
-    "llc_hessian": "LLC (mean ± std over chains; x: a diagnostic flag), Hessian rank "
+    "llc_hessian": "LLC (mean ± std over chains; x: a diagnostic flag; open diamonds pinned "
+    "outside the trusted y-range: not a local minimum, not converged or NaN, hover for the "
+    "value and reason), Hessian rank "
     "(open triangle: a lower bound at the probe budget) and Hessian trace (± stderr).",
     "hessian_density": "Hessian eigenvalue density (stochastic Lanczos quadrature) at each "
     "optimizer's last analysed epoch.",
@@ -42,6 +48,13 @@ CAPTIONS = {
     "analysed epoch; converged chains flatten out.",
     "transition": "Spectra before (dashed) and after (solid) the largest drop in training loss "
     "between consecutive epochs: Hessian density (left), Fisher KFAC density (right).",
+    "step_size": "Step-size probe along each probed update d: α* = −d̂ᵀg/d̂ᵀHd̂ (solid) against "
+    "the step taken ‖d‖ (dotted) and the line-scan minimiser of the minibatch loss (x); the "
+    "step ratio ‖d‖/α* (past 2, dashed, the quadratic model predicts a loss increase); the "
+    "sharpness λ_max(H) against 2/lr (dashed). Geometric bin means; see the notes for the "
+    "steps without a finite positive α*.",
+    "alpha_h_vs_g": "α* from the Gauss-Newton matrix G against α* from the Hessian H at every "
+    "probed step (dashed: equal); G ignores the loss's curvature through the network.",
     "toy_llc": "log LLC against log(r/2) for the minimally singular model; SLT predicts the "
     "dashed line y = x.",
     "toy_rank": "Hessian rank against r; SLT predicts rank = r (dashed).",
@@ -122,6 +135,12 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
         "llc_convergence": run_figures.llc_convergence(
             part.get("llc"), part.get("llc_trace"), spec, f"{label}: LLC chains, last epoch", n
         ),
+        "step_size": step_size_figures.step_size(
+            part.get("step_size"), spec, f"{label}: optimal step size along the update", n
+        ),
+        "alpha_h_vs_g": step_size_figures.alpha_h_vs_g(
+            part.get("step_size"), spec, f"{label}: α* from H and from G", n
+        ),
     }
     fig, drops = transition(
         part["training"],
@@ -158,6 +177,7 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
         for kind in ("llc", "hessian", "fisher")
         if kind not in tables
     ]
+    notes += filter(None, [step_size_figures.curvature_note(tables.get("step_size"))])
     stats = llc_difference(tables.get("llc"), spec)
     out: list = []
     _study_level(tables, spec, stats, out)

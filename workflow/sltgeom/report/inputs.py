@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..config import architectures, optimizer_variants
+from ..schemas import lazy_tables
 from .study import spec_from_config
 
 # Tables each analysis adds to a study's figures (training and steps always).
@@ -23,8 +24,11 @@ def analysis_enabled(config: Mapping, study: str, kind: str) -> bool:
 
 
 def study_tables(config: Mapping, study: str) -> list[str]:
-    """The tables a study's figures are drawn from (those of disabled analyses left out)."""
+    """The tables a study's figures are drawn from (those of disabled analyses left out, the
+    step-size table when the study has that probe)."""
     names = ["training", "steps"]
+    if config["studies"][study].get("probes", {}).get("step_size") is not None:
+        names.append("step_size")
     for kind, tables in ANALYSIS_TABLES.items():
         if analysis_enabled(config, study, kind):
             names += tables
@@ -48,4 +52,13 @@ def report_tables(config: Mapping) -> list[str]:
                 paths.append(f"results/{study}/tables/{kind}.parquet")
     if config.get("minimally_singular") is not None:
         paths += ["results/minimally_singular/figures", TOY_TABLE]
+    if lazy_table_paths(config):
+        paths += ["results/lazy_training/figures", *lazy_table_paths(config)]
     return paths
+
+
+def lazy_table_paths(config: Mapping) -> list[str]:
+    """The tables of the lazy-training experiments that are switched on."""
+    lazy = config.get("lazy_training") or {}
+    names = [t for e, block in lazy.items() if block is not None for t in lazy_tables(e)]
+    return [f"results/lazy_training/tables/{name}.parquet" for name in names]
