@@ -11,7 +11,7 @@ from sltgeom.analysis.llc import LLCSettings, estimate_llc
 from sltgeom.analysis.measure import llc_settings
 from sltgeom.analysis.toy import MinimallySingular, minimally_singular_loss, toy_problem
 
-D = 100_000
+D = 10_000  # the flat d − r directions do not enter λ̂; d = 10⁵ (seed 002) is in bench_known_llc
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -47,3 +47,20 @@ def test_toy_model_and_loss():
     assert float(model.loss(w, None)) == 5.0
     with pytest.raises(ValueError):
         MinimallySingular(3, 4)
+
+
+# The toy's rank and trace (seed 002 over its full range, up to r = d).
+@pytest.mark.parametrize(
+    ("r", "max_probes", "rank", "bound"), [(300, 1000, 300, False), (300, 120, 120, True)]
+)
+def test_toy_rank_at_r_equal_d_and_with_capped_probes(r, max_probes, rank, bound):
+    from sltgeom.analysis.toy import toy_measurement
+    from sltgeom.schemas import TABLES
+
+    sampler = {"chains": 2, "draws": 50, "burn_in": 50, "step_size": 1e-4}
+    settings = llc_settings(sampler, seed=0)
+    result = toy_measurement(300, r, 0, settings, rank_oversampling=10, rank_max_probes=max_probes)
+    assert (result.row["hessian_rank"], result.row["rank_is_estimate"]) == (rank, bound)
+    assert result.row["theory"] == r / 2
+    assert list(result.detail.columns) == list(TABLES["toy_trace"])
+    assert len(result.detail) == 2 * 50 and set(result.detail["r"]) == {r}

@@ -40,7 +40,7 @@ SAMPLERS = ("sgld", "sgnht")
 MALA_MODES = ("consecutive", "same_batch")
 INIT_LOSSES = ("full", "devinterp")
 AUTO = "auto"
-ACCEPTANCE_MARGIN = 0.05
+ACCEPTANCE_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class LLCSettings:
     seed: int = 0
     diffusion_factor: float = 0.01
     mala: str = "same_batch"
-    step_scale: float = 1.0
+    step_scale: float = 0.25
     min_acceptance: float = 0.95
     burn_in_scale: float = 0.2
     max_burn_in: int = 50_000
@@ -314,7 +314,7 @@ def estimate_llc(
     the full set (``init_loss="full"``). ``"auto"`` step size and burn-in are decided first
     (:mod:`.llc_schedule`, always with the fast engine's pilot); if a chain diverges the estimate
     is rerun with ε/4, and if an automatic ε gives a same-batch acceptance below
-    ``min_acceptance`` − 0.05 over the draws, with ε/2; at most ``max_retries`` reruns.
+    ``min_acceptance`` − 0.02 over the draws, with ε/2; at most ``max_retries`` reruns.
     ``loss_fn(output, y)`` must return the batch *mean* loss (default: mean cross-entropy on
     logits). ``device`` defaults to that of ``x``; the caller's model is not modified.
     ``compile`` runs the fast engine's step through ``torch.compile`` (compiled once per process
@@ -347,7 +347,7 @@ def estimate_llc(
 
 def _step_shrink(loss_trace, mala_trace, run: LLCSettings, requested: LLCSettings) -> int:
     """1 if the attempt stands; 4 if a chain diverged; 2 if an automatic ε turned out too large
-    once the chains had spread (same-batch acceptance of the draws below min_acceptance − 0.05:
+    once the chains had spread (same-batch acceptance of the draws below min_acceptance − 0.02:
     the pilot only sees the neighbourhood of w*, which is flat where the Hessian vanishes)."""
     if not np.isfinite(loss_trace).all():
         return 4

@@ -32,7 +32,7 @@ from sltgeom.analysis.sgld import sample_chains
 
 CURVATURE_SAMPLES = 4096
 LANCZOS_STEPS = 20
-PILOT_STEPS = 100
+PILOT_STEPS = 50
 HALVINGS = 20
 MIN_BURN_IN = 100
 
@@ -58,15 +58,27 @@ def top_curvature(model: nn.Module, x: Tensor, y: Tensor, loss_fn, seed: int) ->
 
 
 def auto_step_size(model, x, y, loss_fn, settings, nbeta: float, compile: bool) -> Schedule:
-    """The largest ε_j = step_scale/(nβ·h_max + γ)·2^-j whose pilot acceptance is high enough."""
+    """The largest ε_j = step_scale/(nβ·h_max + γ)·2^-j whose pilot acceptance is high enough.
+
+    The grid is searched in steps of 4 and the last step refined by one pilot at twice the
+    accepted ε, so a long search costs about half the pilots of halving one by one.
+    """
     h_max = top_curvature(model, x, y, loss_fn, settings.seed)
     eps = settings.step_scale / (nbeta * h_max + settings.localization)
-    accept = float("nan")
-    for _ in range(HALVINGS + 1):
-        accept = pilot_acceptance(model, x, y, loss_fn, settings, nbeta, eps, compile)
-        if accept >= settings.min_acceptance:
-            break
-        eps /= 2
+
+    def accepted(step: float) -> tuple[bool, float]:
+        rate = pilot_acceptance(model, x, y, loss_fn, settings, nbeta, step, compile)
+        return rate >= settings.min_acceptance, rate
+
+    ok, accept = accepted(eps)
+    coarse = 0
+    while not ok and coarse < HALVINGS // 2:
+        eps, coarse = eps / 4, coarse + 1
+        ok, accept = accepted(eps)
+    if coarse:  # the accepted ε/4 step may be refined to ε/2
+        finer_ok, finer = accepted(eps * 2)
+        if finer_ok:
+            eps, accept = eps * 2, finer
     return Schedule(step_size=eps, burn_in=0, hessian_top=h_max, pilot_acceptance=accept)
 
 
