@@ -19,8 +19,11 @@ KEY = ["study", "architecture", "optimizer", "seed", "epoch"]
 SETTINGS = [
     "llc_sampler", "llc_chains", "llc_draws", "llc_burn_in", "llc_step_size",
     "llc_localization", "llc_batch_size", "llc_seed", "llc_diffusion_factor", "llc_mala",
-    "llc_nbeta_setting",
+    "llc_step_scale", "llc_min_acceptance", "llc_burn_in_scale", "llc_max_burn_in",
+    "llc_max_retries", "llc_init_loss", "llc_nbeta_setting", "llc_step_rule", "llc_burn_in_rule",
 ]  # fmt: skip
+TRUST = ["llc_rhat", "llc_ess", "not_converged", "diverged_chains", "llc_retries", "hessian_top",
+         "pilot_acceptance", "burn_in_capped"]  # fmt: skip
 PINNED = {
     "training": [*KEY, "train_loss", "train_acc", "val_loss", "val_acc", "ngd_fallbacks",
                  "train_loss_running", "update_norm_mean", "seconds", "diverged", "device"],
@@ -30,11 +33,19 @@ PINNED = {
                   "line_min", "negative_curvature", "lr"],
     "llc": [*KEY, "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic",
             "mala_acceptance", "trace_rising", "trace_slope_t", "negative_llc",
-            "loss_below_init", "nbeta", "n", "gen_estimate", "engine", "seconds", *SETTINGS],
+            "loss_below_init", "nbeta", "n", *TRUST, "gen_estimate", "engine", "seconds",
+            *SETTINGS],
     "llc_trace": [*KEY, "chain", "draw", "loss"],
     "hessian": [*KEY, "lambda_*", "trace", "trace_stderr", "rank", "rank_is_estimate",
-                "n_params", "n_samples"],
+                "spectrum", "rank_probes", "rank_gap_found", "rank_gap_ratio",
+                "abs_eigenvalue_max", "roundoff_tau", "rank_tau_1e-02", "rank_tau_1e-03",
+                "rank_tau_1e-04", "rank_tau_1e-05", "rank_tau_1e-06", "rank_tau_1e-07",
+                "rank_roundoff", "n_params", "n_samples"],
     "hessian_density": [*KEY, "eigenvalue", "density"],
+    "hessian_eigenvalues": [*KEY, "index", "eigenvalue", "exact"],
+    "llc_rank": [*KEY, "threshold", "tau", "rank", "half_rank", "llc_mean", "llc_std",
+                 "llc_minus_half_rank", "llc_ge_half_rank", "spectrum", "rank_is_estimate",
+                 "tau_effective", "n_params"],
     "fisher": [*KEY, "fisher_trace", "fisher_diag_max", "fisher_diag_q0.5", "fisher_diag_q0.9",
                "fisher_diag_q0.99", "kfac_trace", "kfac_max", "n_params", "n_samples"],
     "fisher_density": [*KEY, "log10_eigenvalue", "density"],
@@ -44,10 +55,11 @@ PINNED = {
                        "llc_ngd_mean", "llc_ngd_std", "llc_sgd_mean", "llc_sgd_std",
                        "difference", "ci_low", "ci_high", "confidence", "df", "t", "p_value",
                        "flagged_ngd", "flagged_sgd"],
+    "toy_trace": ["dimension", "r", "seed", "chain", "draw", "loss"],
     "toy": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank", "rank_is_estimate",
             "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic", "mala_acceptance",
-            "trace_rising", "trace_slope_t", "negative_llc", "loss_below_init", "nbeta", "n",
-            "engine", "seconds", *SETTINGS],
+            "trace_rising", "trace_slope_t", "negative_llc", "loss_below_init", "nbeta", *TRUST,
+            "n", "engine", "seconds", *SETTINGS],
 }  # fmt: skip
 LAZY_TRACE = ["step", "loss", "relative_movement"]
 LAZY_STAGE = ["stage", "x", "value"]
@@ -84,9 +96,8 @@ PINNED.update(LAZY_PINNED)
 
 def test_every_table_is_pinned():
     assert {name: list(cols) for name, cols in TABLES.items()} == PINNED
-    assert set(RUN_FILE) | {"generalisation", "llc_difference", "toy"} | set(LAZY_PINNED) == set(
-        TABLES
-    )
+    study_level = {"generalisation", "llc_difference", "llc_rank", "toy", "toy_trace"}
+    assert set(RUN_FILE) | study_level | set(LAZY_PINNED) == set(TABLES)
     assert set(DETAIL_TABLE) | set(DETAIL_TABLE.values()) <= set(TABLES)
 
 
@@ -104,10 +115,12 @@ def test_conform_orders_casts_and_expands_wildcards():
            "trace": 1.0, "trace_stderr": 0.1, "rank": 3.0, "rank_is_estimate": False,
            "n_params": 9, "n_samples": 4,
            "lambda_10": 0.5, "lambda_2": 2.0, "lambda_1": 3.0}  # fmt: skip
+    rest = PINNED["hessian"][PINNED["hessian"].index("rank_is_estimate") + 1 : -2]
+    row.update(dict.fromkeys(rest, 1))
     frame = conform(pd.DataFrame([row]).iloc[:, ::-1], "hessian")
     assert list(frame.columns) == [*KEY, "lambda_1", "lambda_2", "lambda_10", "trace",
-                                   "trace_stderr", "rank", "rank_is_estimate", "n_params",
-                                   "n_samples"]  # fmt: skip
+                                   "trace_stderr", "rank", "rank_is_estimate", *rest,
+                                   "n_params", "n_samples"]  # fmt: skip
     assert frame["rank"].dtype == "int64" and frame["seed"].dtype == "int64"
     assert schema_columns("hessian", ["lambda_3", "lambda_x"])["lambda_3"] == "float64"
 
