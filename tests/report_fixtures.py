@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from sltgeom.analysis.generalisation import generalisation_table
+from sltgeom.analysis.rank_comparison import llc_rank_table
 from sltgeom.config import architectures, optimizer_variants, study_runs
 from sltgeom.report.study import spec_from_config
-from sltgeom.schemas import concat_conformed
+from sltgeom.schemas import RANK_COLUMNS, concat_conformed
 
 DROP_EPOCH = 3
 DETAIL = {"llc": "llc_trace", "hessian": "hessian_density", "fisher": "fisher_density"}
@@ -333,6 +334,13 @@ def hessian_rows(run: dict, sizes: Sizes, rng):
                 "trace_stderr": 2.0,
                 "rank": 200 + 10 * epoch,
                 "rank_is_estimate": ngd_last,
+                "spectrum": "range_finder",
+                "rank_probes": 256,
+                "rank_gap_found": not ngd_last,
+                "rank_gap_ratio": 1.5 if ngd_last else 1e4,
+                "abs_eigenvalue_max": float(top[0]),
+                "roundoff_tau": 1000 * 2.0**-23,
+                **{c: 200 + 10 * epoch + 20 * i for i, c in enumerate(RANK_COLUMNS)},
                 "n_params": 1000,
                 "n_samples": 512,
             }
@@ -362,6 +370,18 @@ def fisher_rows(run: dict, sizes: Sizes, rng):
     return rows, density
 
 
+def eigenvalue_rows(run: dict) -> pd.DataFrame:
+    """A sorted exact spectrum per analysed epoch: 60 magnitudes decaying over 9 decades."""
+    values = np.geomspace(10.0, 1e-8, 60) * np.where(np.arange(60) % 7 == 3, -1, 1)
+    return pd.concat(
+        [
+            _long(run, e, index=np.arange(60), eigenvalue=values * (1 + 0.1 * e), exact=True)
+            for e in analysed_epochs(run)
+        ],
+        ignore_index=True,
+    )
+
+
 def analyse(kind: str, run: dict, training: pd.DataFrame, sizes: Sizes, rng):
     """(rows, detail rows) of one analysis of one run."""
     if kind == "llc":
@@ -384,9 +404,15 @@ def study_tables(name: str, study: dict, sizes: Sizes) -> dict[str, pd.DataFrame
                 rows, long = analyse(kind, run, training, sizes, rng)
                 parts.setdefault(kind, []).append(pd.DataFrame(rows))
                 parts.setdefault(detail, []).append(pd.concat(long, ignore_index=True))
+        if enabled["hessian"]:
+            parts.setdefault("hessian_eigenvalues", []).append(eigenvalue_rows(run))
     tables = {k: concat_conformed(v, k) for k, v in parts.items()}
     if enabled["llc"]:
         tables["generalisation"] = generalisation_table(tables["llc"], tables["training"])
+    if enabled["llc"] and enabled["hessian"]:
+        tables["llc_rank"] = llc_rank_table(
+            tables["llc"], tables["hessian"], tables["hessian_eigenvalues"]
+        )
     return tables
 
 
@@ -437,6 +463,21 @@ def toy_table(toy: dict) -> pd.DataFrame:
     return concat_conformed([pd.DataFrame(rows)], "toy")
 
 
+def toy_trace(toy: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
+    """Two chains per toy row whose running LLC settles at the row's estimate."""
+    frames = []
+    for row in toy.itertuples(index=False):
+        level = row.loss_init + row.llc_mean / row.nbeta
+        for chain in (0, 1):
+            wiggle = 0.2 * np.exp(-np.arange(draws) / 10) * (-1) ** chain * row.llc_mean
+            loss = level + wiggle / row.nbeta
+            frames.append(
+                pd.DataFrame({"dimension": row.dimension, "r": row.r, "seed": row.seed,
+                              "chain": chain, "draw": np.arange(draws), "loss": loss})
+            )  # fmt: skip
+    return concat_conformed(frames, "toy_trace")
+
+
 BENCHMARK_HEADER = (
     "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
 )
@@ -473,7 +514,9 @@ def write_results(root: Path, config: dict, sizes: Sizes = TEST_SIZES) -> dict[s
         folder = root / "results" / "minimally_singular" / "tables"
         folder.mkdir(parents=True, exist_ok=True)
         toy.to_parquet(folder / "toy.parquet", index=False)
-        written["minimally_singular"] = {"toy": toy}
+        trace = toy_trace(toy)
+        trace.to_parquet(folder / "toy_trace.parquet", index=False)
+        written["minimally_singular"] = {"toy": toy, "toy_trace": trace}
     return written
 
 
@@ -499,8 +542,13 @@ def build_report(
             results / name / "tables" / "llc_difference.parquet",
         )
     if config.get("minimally_singular"):
-        toy = results / "minimally_singular" / "tables" / "toy.parquet"
-        build_toy_figures(toy, options or {}, results / "minimally_singular" / "figures")
+        folder = results / "minimally_singular" / "tables"
+        build_toy_figures(
+            folder / "toy.parquet",
+            options or {},
+            results / "minimally_singular" / "figures",
+            folder / "toy_trace.parquet",
+        )
     return write_report(results / "report.html", config, results, root / "benchmarks", root)
 
 

@@ -11,11 +11,16 @@ from torch import nn
 from torch.func import functional_call
 
 from sltgeom.analysis.hessian import (
+    RANK_COLUMNS,
+    exact_eigenvalues,
     hessian_rank,
     hessian_spectrum,
     hutchinson_trace,
     pyhessian_top_eigenvalues,
+    range_finder,
+    roundoff_tau,
     slq_density,
+    threshold_ranks,
     top_eigenvalues,
 )
 from sltgeom.analysis.hvp import HVPOperator
@@ -157,7 +162,8 @@ def test_rank_matches_dense_matrix_rank(case):
     op = HVPOperator(model, x, y, batch_size=BATCH)
     true_rank = int(torch.linalg.matrix_rank(hess.float()))
     assert true_rank < op.n_params  # softmax shift invariance makes H singular
-    assert hessian_rank(op, k=true_rank + 5) == (true_rank, False)
+    assert hessian_rank(op, k=true_rank + 15) == (true_rank, False)
+    assert hessian_rank(op, k=true_rank + 5) == (true_rank, True)  # within the margin of 10
     assert hessian_rank(op, k=true_rank - 10) == (true_rank - 10, True)
     assert hessian_rank(op, k=10 * op.n_params) == (true_rank, False)
 
@@ -166,15 +172,96 @@ def test_hessian_spectrum_row():
     model = mlp().train()
     x, y = data(model)
     kwargs = dict(batch_size=BATCH, top_k=3, trace_probes=50, slq_steps=20, rank_probes=100)
-    spec = hessian_spectrum(model, x, y, **kwargs)
-    assert model.training
-    row = spec.to_row()
-    assert list(row)[:3] == ["lambda_1", "lambda_2", "lambda_3"]
-    assert row["n_params"] == 75 and row["n_samples"] == N_SAMPLES
-    assert row["rank"] == 66 and not row["rank_is_estimate"]  # 75 - (8 + 1) shift directions
-    assert list(spec.density.columns) == ["eigenvalue", "density"]
-    other = hessian_spectrum(model, x, y, backend="pyhessian", **kwargs)
-    np.testing.assert_allclose(other.top_eigenvalues, spec.top_eigenvalues, rtol=1e-2)
+    for limit in (0, 12000):  # range finder (k capped at n_params: complete) and exact
+        spec = hessian_spectrum(model, x, y, exact_max_params=limit, **kwargs)
+        assert model.training
+        row = spec.to_row()
+        assert list(row)[:3] == ["lambda_1", "lambda_2", "lambda_3"]
+        assert row["n_params"] == 75 and row["n_samples"] == N_SAMPLES
+        assert row["rank"] == 66 and not row["rank_is_estimate"]  # 75 - (8 + 1) shift directions
+        assert row["rank_roundoff"] == 66 and row["rank_probes"] == 75
+        assert row["spectrum"] == ("exact" if limit else "range_finder")
+        assert list(spec.density.columns) == ["eigenvalue", "density"]
+        assert len(spec.eigenvalue_frame()) == 75
+        other = hessian_spectrum(model, x, y, backend="pyhessian", **kwargs)
+        np.testing.assert_allclose(other.top_eigenvalues, spec.top_eigenvalues, rtol=1e-2)
+
+
+def test_exact_spectrum_matches_torch_func_hessian(case):
+    model, x, y, hess, evals = case
+    op = HVPOperator(model, x, y, batch_size=BATCH)
+    values = exact_eigenvalues(op, chunk_size=7)  # uneven chunks
+    scale = evals.abs().max().item()
+    np.testing.assert_allclose(values, evals.numpy(), atol=1e-5 * scale)
+    spec = hessian_spectrum(model, x, y, batch_size=BATCH, top_k=3)
+    assert spec.exact and spec.trace_stderr == 0
+    assert spec.trace == pytest.approx(torch.trace(hess).item(), rel=1e-5)
+    np.testing.assert_allclose(spec.top_eigenvalues, evals.flip(0)[:3].numpy(), rtol=1e-5)
+    tau = roundoff_tau(op.n_params, torch.float32)
+    assert spec.rank == int(torch.linalg.matrix_rank(hess, rtol=tau)) < op.n_params
+
+
+def test_threshold_ranks_count_relative_to_the_largest_magnitude():
+    values = np.array([-10.0, 5.0, 0.5, -2e-2, 3e-4, 5e-7, 0.0])  # |λ|/10: 1 … 5e-8, 0
+    ranks = threshold_ranks(values, tau_roundoff=1e-9)
+    assert list(ranks) == RANK_COLUMNS
+    assert [ranks[c] for c in RANK_COLUMNS] == [3, 4, 4, 5, 5, 5, 6]
+    assert set(threshold_ranks(np.zeros(4), 1e-9).values()) == {0}
+
+
+class Spectrum:
+    """A synthetic symmetric operator ``Q diag(λ) Qᵀ`` (float32 products, like HVPOperator)."""
+
+    def __init__(self, eigenvalues: np.ndarray, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        n = len(eigenvalues)
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+        self.matrix = ((q * torch.as_tensor(eigenvalues)) @ q.T).float()
+        self.n_params, self.dtype, self.device = n, torch.float32, torch.device("cpu")
+
+    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
+        return self.matrix @ vs.to(torch.float32)
+
+
+N_SYNTH = 600
+
+
+def continuous_spectrum() -> np.ndarray:
+    """Decays continuously with no gap; 154 eigenvalues above the float32 round-off level."""
+    tau = roundoff_tau(N_SYNTH, torch.float32)
+    return np.geomspace(1.0, tau, 154, endpoint=False).tolist() + [0.0] * (N_SYNTH - 154)
+
+
+@pytest.mark.parametrize("k", [128, 256, 512])
+def test_range_finder_flags_a_continuous_spectrum(k):
+    op = Spectrum(np.array(continuous_spectrum()))
+    found = range_finder(op, k=k, seed=1)
+    assert found.is_estimate and not found.gap_found
+    assert found.rank <= 154 + 5  # never a confident overcount
+
+
+@pytest.mark.parametrize(
+    ("spikes", "k", "flag"), [(40, 128, False), (40, 45, True), (200, 128, True)]
+)
+def test_range_finder_on_a_spiked_spectrum(spikes, k, flag):
+    gen = np.random.default_rng(spikes)
+    values = np.zeros(N_SYNTH)
+    values[:spikes] = gen.uniform(0.1, 2.0, spikes) * gen.choice([-1, 1], spikes)
+    found = range_finder(Spectrum(values), k=k, seed=2)
+    assert found.is_estimate == flag
+    if not flag:
+        assert found.rank == spikes and found.gap_found and found.gap_ratio > 1e3
+        # the Ritz values on range(Y) are the spikes themselves
+        ritz = np.sort(found.ritz[np.abs(found.ritz) > 1e-4])
+        np.testing.assert_allclose(ritz, np.sort(values[:spikes]), rtol=1e-4)
+
+
+def test_ritz_values_interlace_the_spectrum():
+    values = np.array(continuous_spectrum())
+    found = range_finder(Spectrum(values), k=64, seed=3)
+    ritz = np.sort(found.ritz)[::-1]
+    assert np.all(ritz <= np.sort(values)[::-1][: len(ritz)] + 1e-5)
+    assert ritz[0] == pytest.approx(1.0, rel=1e-3)
 
 
 def test_single_vector_graph_hvp_on_the_workflow_cnn(digits_path):

@@ -501,11 +501,13 @@ def test_report_size_stays_small():
 def test_rule_inputs_leave_out_disabled_analyses():
     config = synthetic_config()
     standard = study_tables(config, "ngd_vs_sgd")
-    assert "results/ngd_vs_sgd/tables/llc_trace.parquet" in standard and len(standard) == 9
+    assert "results/ngd_vs_sgd/tables/llc_trace.parquet" in standard and len(standard) == 11
+    assert "results/ngd_vs_sgd/tables/llc_rank.parquet" in standard
     phase = {p.rsplit("/", 1)[1] for p in study_tables(config, "phase_transitions")}
     assert phase == {
         f"{n}.parquet"
-        for n in ("training", "steps", "hessian", "hessian_density", "fisher", "fisher_density")
+        for n in ("training", "steps", "hessian", "hessian_density", "hessian_eigenvalues")
+        + ("fisher", "fisher_density")
     }
     report = report_tables(config)
     assert "results/phase_transitions/tables/llc.parquet" not in report
@@ -627,4 +629,11 @@ def test_disabled_analysis_leaves_its_tables_out(report_workflow):
     results = report_workflow / "results" / "phase_transitions"
     assert not (results / "tables" / "llc.parquet").exists()
     figures = {e["figure"] for e in read_index(results / "figures")["figures"]}
-    assert figures == {"loss", "update_norms", "llc_hessian", "hessian_density", "transition"}
+    assert figures == {
+        "loss",
+        "update_norms",
+        "llc_hessian",
+        "hessian_density",
+        "hessian_eigenvalues",
+        "transition",
+    }

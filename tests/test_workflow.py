@@ -13,7 +13,14 @@ import pytest
 import yaml
 from conftest import REPO, copy_workflow, parsed_rules
 
-from sltgeom.schemas import DETAIL_TABLE, LAZY_EXPERIMENTS, TABLES, lazy_tables, schema_columns
+from sltgeom.schemas import (
+    DETAIL_TABLE,
+    EXTRA_DETAIL,
+    LAZY_EXPERIMENTS,
+    TABLES,
+    lazy_tables,
+    schema_columns,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -139,7 +146,8 @@ def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
         for n in ("checkpoints", "epochs.parquet", "steps.parquet", "step_size.parquet")
     }
     for kind, detail in DETAIL_TABLE.items():
-        assert plan[kind] == {f"{run}/{kind}.parquet", f"{run}/{detail}.parquet"}
+        tables = (kind, detail, *EXTRA_DETAIL.get(kind, ()))
+        assert plan[kind] == {f"{run}/{name}.parquet" for name in tables}
     report = {"figures", "report"}
     assert all(
         path.startswith("results/tiny/") for rule in set(plan) - report for path in plan[rule]
@@ -203,8 +211,8 @@ def test_editing_hvp_reruns_exactly_the_jobs_that_import_it(workflow_dir):
         assert plan.get(rule) == every[rule], rule
     finished = {"dataset", "train"}  # upstream: nothing of theirs reruns
     assert not finished & set(plan)
-    downstream = {"study_table", "toy_table", "generalisation", "figures", "toy_figures", "report"}
-    assert set(plan) <= importers | downstream
+    downstream = {"study_table", "toy_table", "toy_trace_table", "generalisation", "llc_rank"}
+    assert set(plan) <= importers | downstream | {"figures", "toy_figures", "report"}
     tables = {path.rsplit("/", 1)[1].removesuffix(".parquet") for path in plan["study_table"]}
     assert {"hessian", "hessian_density", "fisher", "fisher_density"} <= tables
     assert not {"training", "steps"} & tables
@@ -237,7 +245,8 @@ def test_paper_config_plans_the_whole_reproduction_with_gpus(tmp_path):
         ("llc", "hessian", "fisher"), runs
     )
     assert counts["train"] == runs + 5 * 2  # + the step_size study (5 seeds, no analyses)
-    assert counts["dataset"] == 1 and counts["report"] == 1 and counts["minimally_singular"] == 2
+    assert counts["dataset"] == 1 and counts["report"] == 1
+    assert counts["minimally_singular"] == 5  # seed 002's r = 10 … 100 000 at d = 100 000
     for rule, text in blocks:  # device: cuda → one GPU per training and analysis job
         assert ("gpu=1" in text) == (
             rule in {"train", "llc", "hessian", "fisher", "minimally_singular"}

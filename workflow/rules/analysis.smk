@@ -11,6 +11,10 @@ for kind, detail in DETAIL_TABLE.items():
             dataset=dataset_of,
             code=code_of("../scripts/analyse.py", MEASURE_MODULES[kind]),
         output:
+            **{
+                name: f"{RUN_PATTERN}/{name}.parquet"
+                for name in EXTRA_DETAIL.get(kind, ())
+            },
             table=f"{RUN_PATTERN}/{kind}.parquet",
             detail=f"{RUN_PATTERN}/{detail}.parquet",
         log:

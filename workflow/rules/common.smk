@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from sltgeom.analysis import MEASURE_MODULES
 from sltgeom.codedeps import code_inputs
 from sltgeom.config import TRUNK, all_runs, canonical, run_dir, validate_config
-from sltgeom.schemas import DETAIL_TABLE, RUN_FILE, lazy_tables
+from sltgeom.schemas import DETAIL_TABLE, EXTRA_DETAIL, RUN_FILE, lazy_tables
 from snakemake.logging import logger
 
 
@@ -102,14 +102,17 @@ def analyses_of(study):
 
 
 def tables_of(study):
-    """Names of a study's tables: training, steps, step_size (when probed), its analyses'."""
+    """Names of a study's tables: training, steps, step_size (when probed), its analyses',
+    the LLC against rank/2 (with LLC and Hessian)."""
     names = ["training", "steps"]
     if config["studies"][study]["probes"]["step_size"] is not None:
         names.append("step_size")
     for kind in analyses_of(study):
-        names += [kind, DETAIL_TABLE[kind]]
+        names += [kind, DETAIL_TABLE[kind], *EXTRA_DETAIL.get(kind, ())]
     if "llc" in analyses_of(study):
         names.append("generalisation")
+    if {"llc", "hessian"} <= set(analyses_of(study)):
+        names.append("llc_rank")
     return names
 
 
@@ -121,6 +124,7 @@ def result_tables():
     ]
     if config["minimally_singular"] is not None:
         tables.append("results/minimally_singular/tables/toy.parquet")
+        tables.append("results/minimally_singular/tables/toy_trace.parquet")
     tables += [path for e in lazy_experiments() for path in lazy_outputs(e)]
     return tables
 
@@ -162,9 +166,9 @@ def epochs_of(wildcards):
 TOY = config["minimally_singular"]
 
 
-def toy_points():
+def toy_points(suffix="parquet"):
     return expand(
-        "results/minimally_singular/r{r}/seed{seed}.parquet",
+        f"results/minimally_singular/r{{r}}/seed{{seed}}.{suffix}",
         r=TOY["ranks"],
         seed=TOY["seeds"],
     )

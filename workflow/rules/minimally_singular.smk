@@ -3,7 +3,8 @@ rule minimally_singular:
     input:
         code=code_of("../scripts/minimally_singular.py"),
     output:
-        "results/minimally_singular/r{r}/seed{seed}.parquet",
+        row="results/minimally_singular/r{r}/seed{seed}.parquet",
+        trace="results/minimally_singular/r{r}/seed{seed}.trace.parquet",
     log:
         "logs/minimally_singular/r{r}/seed{seed}.log",
     benchmark:
@@ -36,5 +37,21 @@ rule toy_table:
         "../../envs/sltgeom.yaml"
     params:
         table="toy",
+    script:
+        "../scripts/concat_tables.py"
+
+
+rule toy_trace_table:
+    input:
+        runs=toy_points("trace.parquet") if TOY else [],
+        code=code_of("../scripts/concat_tables.py"),
+    output:
+        "results/minimally_singular/tables/toy_trace.parquet",
+    log:
+        "logs/toy_trace_table.log",
+    conda:
+        "../../envs/sltgeom.yaml"
+    params:
+        table="toy_trace",
     script:
         "../scripts/concat_tables.py"

@@ -47,6 +47,7 @@ rule figures:
 rule toy_figures:
     input:
         toy="results/minimally_singular/tables/toy.parquet",
+        trace="results/minimally_singular/tables/toy_trace.parquet",
         code=code_of("../scripts/figures.py"),
     output:
         figures=report(

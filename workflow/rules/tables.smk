@@ -33,3 +33,22 @@ rule generalisation:
         "../../envs/sltgeom.yaml"
     script:
         "../scripts/generalisation.py"
+
+
+# Seed 000, section 4: the LLC beside rank(H)/2 at every eigenvalue threshold.
+rule llc_rank:
+    input:
+        llc="results/{study}/tables/llc.parquet",
+        hessian="results/{study}/tables/hessian.parquet",
+        eigenvalues="results/{study}/tables/hessian_eigenvalues.parquet",
+        code=code_of("../scripts/llc_rank.py"),
+    output:
+        "results/{study}/tables/llc_rank.parquet",
+    log:
+        "logs/llc_rank/{study}.log",
+    benchmark:
+        "benchmarks/llc_rank/{study}.tsv"
+    conda:
+        "../../envs/sltgeom.yaml"
+    script:
+        "../scripts/llc_rank.py"

@@ -21,6 +21,7 @@ elif snakemake.rule == "toy_figures":
         snakemake.input.toy,
         snakemake.params.options,
         snakemake.output.figures,
+        snakemake.input.trace,
     )
 else:
     build_study_figures(

@@ -1,4 +1,4 @@
-"""LLC and Hessian rank of the minimally singular model for one (r, seed)."""
+"""LLC, Hessian rank and chains' loss trace of the minimally singular model for one (r, seed)."""
 
 import sys
 
@@ -8,7 +8,7 @@ import torch
 
 from sltgeom.analysis.checkpoints import analysis_seed
 from sltgeom.analysis.measure import llc_settings
-from sltgeom.analysis.toy import measure_toy
+from sltgeom.analysis.toy import toy_measurement
 from sltgeom.schemas import conform
 from sltgeom.tables import write_parquet
 from sltgeom.train import resolve_device
@@ -20,5 +20,14 @@ toy = snakemake.params.toy
 r, seed = int(snakemake.wildcards.r), int(snakemake.wildcards.seed)
 settings = llc_settings(toy["llc"], analysis_seed(toy["llc"]["seed"], seed, r))
 with torch.device(resolve_device(snakemake.params.device)):
-    row = measure_toy(toy["dimension"], r, seed, settings, toy["n"], toy["rank_oversampling"])
-write_parquet(conform(pd.DataFrame([row]), "toy"), snakemake.output[0])
+    result = toy_measurement(
+        toy["dimension"],
+        r,
+        seed,
+        settings,
+        toy["n"],
+        toy["rank_oversampling"],
+        toy["rank_max_probes"],
+    )
+write_parquet(conform(result.detail, "toy_trace"), snakemake.output.trace)
+write_parquet(conform(pd.DataFrame([result.row]), "toy"), snakemake.output.row)

@@ -1,10 +1,11 @@
-"""Analyse the checkpoints of one training run: one table row and one detail table per epoch.
+"""Analyse the checkpoints of one training run: one table row and long tables per epoch.
 
 `analyse_run` loads the run's checkpoints at the selected epochs, measures each (LLC, Hessian
-or Fisher, :mod:`sltgeom.analysis.measure`) and writes two Parquet tables keyed by run and
-epoch. Every finished epoch is kept in ``<run>/.partial-<kind>/`` under a fingerprint of the
+or Fisher, :mod:`sltgeom.analysis.measure`) and writes its Parquet tables keyed by run and
+epoch: the main table, the detail table and the kind's extra tables (schemas.EXTRA_DETAIL).
+Every finished epoch is kept in ``<run>/.partial-<kind>/`` under a fingerprint of the
 settings, so a killed job resumes where it stopped and a settings change starts afresh; the
-folder is removed once both tables are written.
+folder is removed once all tables are written.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sltgeom.checkpoint import checkpoint_path, load_checkpoint
 from sltgeom.config import TRUNK
 from sltgeom.data import load_dataset
 from sltgeom.models import build_model
-from sltgeom.schemas import DETAIL_TABLE, concat_conformed
+from sltgeom.schemas import DETAIL_TABLE, EXTRA_DETAIL, concat_conformed
 from sltgeom.tables import write_parquet
 from sltgeom.train import ID_COLUMNS, resolve_device
 
@@ -74,14 +75,16 @@ def _measure_epoch(kind, run, checkpoints, data, settings, epoch, device) -> Mea
     return measure_function(kind)(model, data, settings, seed)
 
 
-def _cached(cache: Path, epoch: int, compute) -> tuple[pd.DataFrame, pd.DataFrame]:
-    row_path = cache / f"epoch_{epoch:03d}.row.parquet"
-    detail_path = cache / f"epoch_{epoch:03d}.detail.parquet"
-    if not (row_path.exists() and detail_path.exists()):
+def _cached(cache: Path, epoch: int, compute, extra: tuple[str, ...]) -> list[pd.DataFrame]:
+    """``[row, detail, *extra tables]`` of one epoch, computed once and kept in ``cache``."""
+    names = ["row", "detail", *extra]
+    paths = [cache / f"epoch_{epoch:03d}.{name}.parquet" for name in names]
+    if not all(path.exists() for path in paths):
         result = compute()
-        write_parquet(result.detail, detail_path)
-        write_parquet(pd.DataFrame([result.row]), row_path)
-    return pd.read_parquet(row_path), pd.read_parquet(detail_path)
+        frames = {"detail": result.detail, **result.extra, "row": pd.DataFrame([result.row])}
+        for name, path in zip(names, paths, strict=True):
+            write_parquet(frames[name], path)
+    return [pd.read_parquet(path) for path in paths]
 
 
 def available_epochs(run: Mapping, checkpoints: str | Path, selection) -> list[int]:
@@ -107,8 +110,8 @@ def analyse_run(
     device: str = "auto",
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Measure ``kind`` at the selected checkpoints; write ``outputs["table"]`` and
-    ``outputs["detail"]``; return the table."""
+    """Measure ``kind`` at the selected checkpoints; write ``outputs["table"]``,
+    ``outputs["detail"]`` and ``outputs[name]`` for each extra table; return the table."""
     dev = resolve_device(device)
     data = load_dataset(dataset, device=dev)
     table_path = Path(outputs["table"])
@@ -119,14 +122,17 @@ def analyse_run(
         for stale in cache.parent.iterdir():
             if stale != cache:
                 shutil.rmtree(stale)
-    rows, details = [], []
+    extra = EXTRA_DETAIL.get(kind, ())
+    names = [kind, DETAIL_TABLE[kind], *extra]
+    frames: list[list[pd.DataFrame]] = [[] for _ in names]
     for epoch in tqdm(available_epochs(run, checkpoints, epochs), desc=kind, disable=not progress):
         compute = partial(_measure_epoch, kind, run, checkpoints, data, settings, epoch, dev)
-        row, detail = _cached(cache, epoch, compute)
-        rows.append(_keyed(row, run, epoch))
-        details.append(_keyed(detail, run, epoch))
-    table = concat_conformed(rows, kind)
-    write_parquet(concat_conformed(details, DETAIL_TABLE[kind]), outputs["detail"])
+        for found, frame in zip(frames, _cached(cache, epoch, compute, extra), strict=True):
+            found.append(_keyed(frame, run, epoch))
+    tables = [concat_conformed(found, name) for found, name in zip(frames, names, strict=True)]
+    for name, table in zip(names[1:], tables[1:], strict=True):
+        write_parquet(table, outputs["detail" if name == DETAIL_TABLE[kind] else name])
+    table = tables[0]
     write_parquet(table, table_path)
     shutil.rmtree(cache.parent)
     return table

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -22,10 +22,12 @@ from sltgeom.analysis import MEASURE_MODULES
 
 @dataclass
 class Measurement:
-    """The scalars of one row of the per-(run, epoch) table and a long detail table."""
+    """The scalars of one row of the per-(run, epoch) table, a long detail table and, for the
+    kinds listed in :data:`sltgeom.schemas.EXTRA_DETAIL`, more long tables by name."""
 
     row: dict
     detail: pd.DataFrame
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def measure_function(kind: str) -> Callable[..., Measurement]:

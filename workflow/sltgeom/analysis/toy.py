@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from sltgeom.analysis.hessian import hessian_rank
 from sltgeom.analysis.hvp import HVPOperator
 from sltgeom.analysis.llc import estimate_llc
+from sltgeom.analysis.measurement import Measurement
 
 
 class MinimallySingular(nn.Module):
@@ -61,17 +62,43 @@ def toy_problem(d: int, r: int, n: int = 60_000):
 
 
 def measure_toy(
-    d: int, r: int, seed: int, settings, n: int = 60_000, rank_oversampling: int = 100
+    d: int,
+    r: int,
+    seed: int,
+    settings,
+    n: int = 60_000,
+    rank_oversampling: int = 100,
+    rank_max_probes: int = 20_000,
 ) -> dict:
     """LLC (with ``settings``, an LLCSettings) and Hessian rank of the toy at w* = 0, as a row.
 
-    The rank is exact (range finder with r + ``rank_oversampling`` probes) unless flagged.
+    The rank is exact (range finder with min(r + ``rank_oversampling``, ``rank_max_probes``)
+    probes) unless flagged: at r = d = 100 000 the probes are capped and the rank is a bound.
     """
+    return toy_measurement(d, r, seed, settings, n, rank_oversampling, rank_max_probes).row
+
+
+def toy_measurement(
+    d: int,
+    r: int,
+    seed: int,
+    settings,
+    n: int = 60_000,
+    rank_oversampling: int = 100,
+    rank_max_probes: int = 20_000,
+) -> Measurement:
+    """`measure_toy`'s row and the chains' loss trace (``dimension, r, seed, chain, draw,
+    loss``: the ``toy_trace`` table)."""
     model, x, y, loss_fn = toy_problem(d, r, n)
     res = estimate_llc(model, x, y, settings, loss_fn=loss_fn)
     op = HVPOperator(model, x[:1], y[:1], loss_fn)
-    rank, is_estimate = hessian_rank(op, k=r + rank_oversampling, seed=seed)
+    probes = min(r + rank_oversampling, rank_max_probes)
+    rank, is_estimate = hessian_rank(op, k=probes, seed=seed, oversampling=rank_oversampling)
     row = {**res.to_row(), "llc_per_chain": res.llc_per_chain.tolist()}
     row.update(dimension=d, r=r, seed=seed, theory=r / 2, llc_ratio=res.llc_mean / (r / 2))
     row.update(hessian_rank=rank, rank_is_estimate=is_estimate)
-    return row
+    trace = res.trace_frame()
+    trace.insert(0, "seed", seed)
+    trace.insert(0, "r", r)
+    trace.insert(0, "dimension", d)
+    return Measurement(row, trace)

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from . import run_figures, step_size_figures, study_figures, toy_figures
+from . import run_figures, spectrum_figures, step_size_figures, study_figures, toy_figures
 from .static import to_png
 from .stats import llc_difference
 from .study import StudySpec, architectures_in
@@ -44,6 +44,12 @@ CAPTIONS = {
     "hessian_density": "Hessian eigenvalue density (stochastic Lanczos quadrature) at each "
     "optimizer's last analysed epoch.",
     "generalisation": "Validation loss (solid) beside the estimate train loss + LLC/n (dotted).",
+    "hessian_eigenvalues": "Sorted Hessian eigenvalue magnitudes |λᵢ| (log scale) at every "
+    "analysed epoch (later epochs darker): the full exact spectrum up to "
+    "analysis.hessian.exact_max_params parameters, else the range finder's Ritz values (dotted).",
+    "llc_rank": "The LLC over rank(H)/2 against the relative eigenvalue threshold τ that the "
+    "rank counts (|λᵢ| > τ·max|λ|), at the last analysed epoch, mean over seeds: above the "
+    "dashed line 1 the claim λ ≥ rank(H)/2 holds at that threshold (table llc_rank).",
     "llc_convergence": "Running LLC estimate of each chain over the draws at the last "
     "analysed epoch; converged chains flatten out.",
     "transition": "Spectra before (dashed) and after (solid) the largest drop in training loss "
@@ -57,7 +63,10 @@ CAPTIONS = {
     "probed step (dashed: equal); G ignores the loss's curvature through the network.",
     "toy_llc": "log LLC against log(r/2) for the minimally singular model; SLT predicts the "
     "dashed line y = x.",
-    "toy_rank": "Hessian rank against r; SLT predicts rank = r (dashed).",
+    "toy_rank": "Hessian rank against r; SLT predicts rank = r (dashed). Open squares: the "
+    "seed notebook's ranks [10, 94, 938, 9509, 100000], an undercount below r = d.",
+    "toy_convergence": "Running LLC estimate of each chain over the draws divided by r/2, one "
+    "colour per r (first seed); converged chains flatten out at 1 (dashed).",
 }
 
 
@@ -93,6 +102,9 @@ def _study_level(tables: Mapping, spec: StudySpec, stats: pd.DataFrame, out: lis
             build(llc, spec, full),
             Entry(f"study.{figure}", figure, full, CAPTIONS[figure], "study"),
         )
+    title = f"{spec.name}: LLC against rank(H)/2 at each eigenvalue threshold"
+    entry = Entry("study.llc_rank", "llc_rank", title, CAPTIONS["llc_rank"], "study")
+    _add(out, spectrum_figures.llc_against_half_rank(tables.get("llc_rank"), spec, title), entry)
     title = f"{spec.name}: NGD − SGD LLC difference at the final epoch"
     entry = Entry(
         "study.llc_difference", "llc_difference", title, CAPTIONS["llc_difference"], "study"
@@ -128,6 +140,9 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
         ),
         "hessian_density": run_figures.hessian_density(
             part.get("hessian_density"), spec, f"{label}: Hessian spectrum at convergence"
+        ),
+        "hessian_eigenvalues": spectrum_figures.sorted_eigenvalues(
+            part.get("hessian_eigenvalues"), spec, f"{label}: sorted Hessian |eigenvalues|", n
         ),
         "generalisation": run_figures.generalisation(
             part.get("generalisation"), spec, f"{label}: generalisation estimate"
@@ -192,12 +207,13 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
     return out, stats, notes
 
 
-def toy_gallery(toy: pd.DataFrame):
-    """(entries with figures, notes) for the minimally singular table."""
+def toy_gallery(toy: pd.DataFrame, trace: pd.DataFrame | None = None):
+    """(entries with figures, notes) for the minimally singular table (and chains' trace)."""
     out: list = []
     for figure, build in (
         ("toy_llc", toy_figures.llc_vs_theory),
         ("toy_rank", toy_figures.rank_vs_r),
+        ("toy_convergence", lambda frame: toy_figures.convergence(frame, trace)),
     ):
         fig = build(toy)
         title = fig.layout.title.text if fig is not None else ""
@@ -261,8 +277,11 @@ def build_study_figures(
     return stats
 
 
-def build_toy_figures(toy_path: str | Path, options: Mapping, folder: str | Path) -> Path:
+def build_toy_figures(
+    toy_path: str | Path, options: Mapping, folder: str | Path, trace_path=None
+) -> Path:
     """Everything the ``toy_figures`` rule makes: the minimally singular figure folder."""
     options = {**DEFAULTS, **(options or {})}
-    entries, notes = toy_gallery(pd.read_parquet(toy_path))
+    trace = pd.read_parquet(trace_path) if trace_path is not None else None
+    entries, notes = toy_gallery(pd.read_parquet(toy_path), trace)
     return write_gallery(entries, notes, folder, dpi=options["dpi"])

@@ -3,7 +3,7 @@
 Self-contained: plotly.js is inlined once in the head and every figure is its plotly JSON (read
 from the figure folders' ``<name>.json``) drawn by one ``Plotly.newPlot`` call, so the file
 opens from ``file://`` with no network. Sections follow the studies in config order (the order
-of the paper), then the minimally singular model, then provenance.
+of the paper), then the minimally singular model, the lazy-training study, then provenance.
 
 Per-run figures are embedded for one representative seed per architecture (every optimizer of
 the study is in each figure); the folders hold them for every seed.
@@ -23,8 +23,9 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from ..atomic import atomic_output
-from . import diagnostics, provenance
+from . import diagnostics, lazy_figures, provenance, toy_figures
 from .gallery import read_index
+from .stats import nan_left_out
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 0 auto; padding: 0 1.5em;
@@ -130,10 +131,19 @@ def _p(value) -> str:
     return "–" if pd.isna(value) else f"{value:.2g}"
 
 
-def stats_table(stats: pd.DataFrame) -> pd.DataFrame:
-    """The LLC-difference table as the report shows it (mean ± std (n), interval, p)."""
+def _left_out(nan: int, diverged: int) -> str:
+    if not nan:
+        return ""
+    unexplained = f", {nan - diverged} without a recorded divergence" if nan > diverged else ""
+    return f"; {nan} NaN left out: {diverged} diverged{unexplained}"
+
+
+def stats_table(stats: pd.DataFrame, llc: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The LLC-difference table as the report shows it (mean ± std (n), interval, p); with the
+    study's ``llc`` table, the NaN estimates left out of the test are counted beside n."""
     rows = []
-    for r in stats.itertuples():
+    for r, d in zip(stats.itertuples(), nan_left_out(llc, stats).itertuples(), strict=True):
+        ngd, sgd = _left_out(d.nan_ngd, d.diverged_ngd), _left_out(d.nan_sgd, d.diverged_sgd)
         level = f"{round(100 * r.confidence)}%"
         rows.append(
             {
@@ -141,8 +151,10 @@ def stats_table(stats: pd.DataFrame) -> pd.DataFrame:
                 "NGD": r.ngd,
                 "SGD": r.sgd,
                 "epoch": r.epoch,
-                "NGD LLC": f"{_fmt(r.llc_ngd_mean, 1)} ± {_fmt(r.llc_ngd_std, 1)} (n={r.n_ngd})",
-                "SGD LLC": f"{_fmt(r.llc_sgd_mean, 1)} ± {_fmt(r.llc_sgd_std, 1)} (n={r.n_sgd})",
+                "NGD LLC": f"{_fmt(r.llc_ngd_mean, 1)} ± {_fmt(r.llc_ngd_std, 1)} "
+                f"(n={r.n_ngd}{ngd})",
+                "SGD LLC": f"{_fmt(r.llc_sgd_mean, 1)} ± {_fmt(r.llc_sgd_std, 1)} "
+                f"(n={r.n_sgd}{sgd})",
                 "NGD − SGD": _fmt(r.difference),
                 f"{level} interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
                 "Welch df": _fmt(r.df, 1),
@@ -161,10 +173,12 @@ def _statistics(page: Page, study: StudyData) -> None:
     page.para(
         "Welch's t-test across seeds (unequal variances) with the Welch–Satterthwaite interval "
         "of the mean difference; 'flagged' counts final-epoch estimates carrying an LLC "
-        "diagnostic flag (see Diagnostics). Also in "
+        "diagnostic flag (see Diagnostics). NaN estimates (SGLD diverged in every attempt, "
+        "even after the recorded retries with a smaller step) cannot enter the test: they are "
+        "left out and counted beside n as 'NaN left out'. Also in "
         f"results/{study.name}/tables/llc_difference.parquet."
     )
-    page.table(stats_table(stats), max_rows=200)
+    page.table(stats_table(stats, study.tables.get("llc")), max_rows=200)
 
 
 def _diagnostics(page: Page, study: StudyData) -> None:
@@ -177,15 +191,19 @@ def _diagnostics(page: Page, study: StudyData) -> None:
     summary = diagnostics.llc_flag_summary(tables.get("llc"))
     if len(summary) and summary["flagged"].sum():
         page.para(
-            "LLC estimates with diagnostic flags (marked x in the LLC figures). Checkpoints "
-            "before convergence (epoch 0 is the initialisation) are not local minima, so "
-            "negative_llc and loss_below_init are expected there; at_last_epoch counts those "
-            "that enter the final comparison:",
+            "LLC estimates with diagnostic flags. In the LLC figures an x marks trace_rising, "
+            "negative_llc or burn_in_capped; estimates at checkpoints that are not local minima "
+            "(epoch 0, loss_below_init), not converged or NaN are open diamonds pinned outside "
+            "the axis range, which spans the trusted estimates only (hover for the value and "
+            "the reason). Checkpoints before convergence (epoch 0 is the initialisation) are "
+            "not local minima, so negative_llc and loss_below_init are expected there; "
+            "at_last_epoch counts those that enter the final comparison:",
             "note",
         )
         page.table(summary)
         flagged = diagnostics.llc_flags(tables.get("llc"))
         page.details(f"All {len(flagged)} flagged checkpoints", _table_html(flagged))
+    trust = _llc_trust(page, tables.get("llc"))
     ranks = diagnostics.rank_estimates(tables.get("hessian"))
     if len(ranks):
         page.para(
@@ -194,8 +212,47 @@ def _diagnostics(page: Page, study: StudyData) -> None:
             "note",
         )
         page.details("Checkpoints with a lower-bound rank", _table_html(ranks))
-    if not (len(diverged) or (len(summary) and summary["flagged"].sum()) or len(ranks)):
+    if not (len(diverged) or (len(summary) and summary["flagged"].sum()) or trust or len(ranks)):
         page.para("No diverged run, no flagged LLC estimate, every Hessian rank exact.", "ok")
+
+
+def _llc_trust(page: Page, llc: pd.DataFrame | None) -> bool:
+    """The LLC trust checks (divergent chains, R̂ and ESS, capped burn-in); True when any
+    checkpoint was caught. A check the table does not record is said to be so."""
+    summary = diagnostics.llc_trust_summary(llc)
+    if summary.empty:
+        return False
+    caught = diagnostics.trust_problems(summary)
+    complete = diagnostics.NOT_RECORDED not in set(summary["checkpoints"])
+    page.para(
+        "LLC trust checks (docs/llc.md); 'not recorded': the LLC table was written before the "
+        "check existed, so it was not made:",
+        "ok" if complete and not caught else "note",
+    )
+    page.table(summary)
+    diverged = diagnostics.diverged_estimates(llc)
+    if len(diverged):
+        page.para(
+            f"{len(diverged)} LLC estimate(s) are NaN because their SGLD chains diverged in "
+            "every attempt: llc_retries retries, each with a smaller step, and in the last one "
+            "diverged_chains chains still reached a non-finite loss. These NaNs are "
+            "divergences, not missing values; the figures show them off scale and the "
+            "NGD − SGD test leaves them out (counted there).",
+            "note",
+        )
+        page.table(diverged)
+    convergence = diagnostics.convergence_summary(llc)
+    if convergence is None:
+        page.para("Split-R̂ and effective sample size: not recorded in this LLC table.")
+        return bool(caught)
+    page.para(
+        "Split-R̂ of the chains' loss traces and bulk effective sample size (summed over "
+        "chains) at each architecture and optimizer's final epoch, median and worst over the "
+        "seeds; R̂ > 1.05 is flagged not_converged, and R̂ is undefined (–) with one chain:"
+    )
+    digits = {"R̂ median": 3, "R̂ max": 3, "ESS min": 0, "ESS median": 0}
+    page.table(convergence.round(digits))
+    return bool(caught)
 
 
 def _table_html(frame: pd.DataFrame) -> str:
@@ -206,7 +263,7 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 def _figures(page: Page, study: StudyData) -> None:
     entries = study.index.get("figures", [])
-    overall = [e for e in entries if e["scope"] in ("study", "toy")]
+    overall = [e for e in entries if e["scope"] in ("study", "toy", "lazy")]
     for entry in overall:
         page.figure(study.folder / f"{entry['name']}.json", entry["caption"])
     runs = [e for e in entries if e["scope"] == "run" and e["representative"]]
@@ -274,8 +331,52 @@ def toy_section(page: Page, toy: StudyData) -> None:
         if len(flags):
             page.para(f"{len(flags)} point(s) with a diagnostic flag:", "note")
             page.table(flags)
+        page.para(
+            "Hessian rank beside seed notebook 002's (its range finder undercounted) and the "
+            "exact rank r; rank_is_estimate: a lower bound (probes capped)."
+        )
+        page.table(toy_figures.rank_comparison(table))
     _figures(page, toy)
     page.yaml("Configuration of the toy model", toy.config)
+
+
+LAZY_CHECKS = (
+    ("slope", "Relative last-layer movement against α (log-log least squares across α and seeds)"),
+    ("gap", "Scaled network against its linearisation (sup norm on the grid, median of seeds)"),
+    ("kernel", "Tangent-kernel change ‖K_T − K_0‖_F/‖K_0‖_F, gap to kernel GD with K_0 (median)"),
+    ("row_space", "LinSin: component of θ_t − θ_0 outside the row space of [Φ, 1], max over t"),
+    ("closed_form", "Linear regression: movement per eigen-direction against its closed form"),
+)
+
+
+def lazy_section(page: Page, lazy: StudyData) -> None:
+    """Lazy training (seed 003): the theory checks as numbers, then the figures."""
+    page.heading(2, "Lazy training", anchor="lazy-training")
+    page.para(
+        "Seed notebook 003 (docs/lazy_training.md). Chizat, Oyallon & Bach (2019): the model "
+        "α(f(x; w) − f(x; w₀)) trained with step η/α² moves its weights by O(1/α) and stays "
+        "O(1/α) from its linearisation, kernel gradient descent with the tangent kernel K₀; "
+        "wide networks approach the same regime. Tables: results/lazy_training/tables/."
+    )
+    summary = lazy_figures.theory_summary(lazy.tables)
+    for key, heading in LAZY_CHECKS:
+        if key in summary:
+            page.heading(3, heading)
+            page.table(summary[key], max_rows=60)
+    if not summary:
+        page.para("No lazy-training table was found.", "note")
+    page.heading(3, "Figures")
+    _figures(page, lazy)
+    page.yaml("Configuration of the lazy-training study", lazy.config)
+
+
+def read_lazy(results: Path, config: Mapping) -> StudyData:
+    folder = results / "lazy_training" / "figures"
+    data = StudyData("lazy_training", dict(config), folder=folder)
+    if (folder / "index.json").exists():
+        data.index = read_index(folder)
+    data.tables = lazy_figures.read_lazy_tables(results / "lazy_training" / "tables")
+    return data
 
 
 def provenance_section(page: Page, studies, benchmarks: Path, root: Path) -> None:
@@ -307,7 +408,9 @@ def _hms(times: pd.DataFrame) -> str:
     return f"{total:.0f} s ({hours}:{rest // 60:02d}:{rest % 60:02d})"
 
 
-def render(config: Mapping, studies, toy, benchmarks: Path, root: Path, title: str) -> str:
+def render(
+    config: Mapping, studies, toy, benchmarks: Path, root: Path, title: str, lazy=None
+) -> str:
     """The whole report as one HTML string."""
     page = Page()
     page.add(f"<h1>{html.escape(title)}</h1>")
@@ -319,6 +422,8 @@ def render(config: Mapping, studies, toy, benchmarks: Path, root: Path, title: s
     links = [(f"study-{s.name}", f"Study: {s.name}") for s in studies]
     if toy is not None:
         links.append(("minimally-singular", "Minimally singular model"))
+    if lazy is not None:
+        links.append(("lazy-training", "Lazy training"))
     links.append(("provenance", "Provenance"))
     items = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in links)
     page.add(f"<nav><ul>{items}</ul></nav>")
@@ -326,6 +431,8 @@ def render(config: Mapping, studies, toy, benchmarks: Path, root: Path, title: s
         study_section(page, study)
     if toy is not None:
         toy_section(page, toy)
+    if lazy is not None:
+        lazy_section(page, lazy)
     provenance_section(page, studies, benchmarks, root)
     page.yaml("Full configuration used", _plain(config))
     return _document(title, page.text())
@@ -361,7 +468,8 @@ def write_report(
     toy = None
     if config.get("minimally_singular"):
         toy = read_study(results, "minimally_singular", config["minimally_singular"])
-    text = render(config, studies, toy, Path(benchmarks), Path(root), title)
+    lazy = read_lazy(results, config["lazy_training"]) if config.get("lazy_training") else None
+    text = render(config, studies, toy, Path(benchmarks), Path(root), title, lazy)
     with atomic_output(path) as handle:
         handle.write(text.encode("utf-8"))
     umask = os.umask(0)

@@ -12,7 +12,7 @@ from .study import spec_from_config
 # Tables each analysis adds to a study's figures (training and steps always).
 ANALYSIS_TABLES = {
     "llc": ["llc", "llc_trace", "generalisation"],
-    "hessian": ["hessian", "hessian_density"],
+    "hessian": ["hessian", "hessian_density", "hessian_eigenvalues"],
     "fisher": ["fisher", "fisher_density"],
 }
 TOY_TABLE = "results/minimally_singular/tables/toy.parquet"
@@ -32,6 +32,8 @@ def study_tables(config: Mapping, study: str) -> list[str]:
     for kind, tables in ANALYSIS_TABLES.items():
         if analysis_enabled(config, study, kind):
             names += tables
+    if all(analysis_enabled(config, study, kind) for kind in ("llc", "hessian")):
+        names.append("llc_rank")
     return [f"results/{study}/tables/{name}.parquet" for name in names]
 
 

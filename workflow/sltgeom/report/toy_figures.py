@@ -10,7 +10,25 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .downsample import stride
+from .run_figures import running_llc
 from .style import new_figure
+
+#: Seed notebook 002's Hessian ranks (its own printed output) at d = 100 000: an undercount.
+SEED_RANKS = {10: 10, 100: 94, 1000: 938, 10000: 9509, 100000: 100000}
+
+
+def rank_comparison(toy: pd.DataFrame) -> pd.DataFrame:
+    """Per r: the workflow's rank (min over seeds, flagged when any seed's is a bound), the
+    seed notebook's and the exact rank r, with the LLC beside r/2 (mean over seeds)."""
+    grouped = toy.groupby("r").agg(
+        rank=("hessian_rank", "min"),
+        rank_is_estimate=("rank_is_estimate", "any"),
+        llc_mean=("llc_mean", "mean"),
+    )
+    grouped["seed_rank"] = [SEED_RANKS.get(int(r), np.nan) for r in grouped.index]
+    grouped["half_r"] = grouped.index.to_numpy(float) / 2
+    return grouped.reset_index()
 
 
 def llc_vs_theory(toy: pd.DataFrame) -> go.Figure | None:
@@ -46,7 +64,7 @@ def llc_vs_theory(toy: pd.DataFrame) -> go.Figure | None:
 
 def rank_vs_r(toy: pd.DataFrame) -> go.Figure | None:
     """Hessian rank against r (log-log) with the line rank = r; open triangles mark ranks that
-    reached the probe budget (lower bounds)."""
+    reached the probe budget (lower bounds); open squares the seed notebook's own ranks."""
     if toy is None or toy.empty:
         return None
     fig = new_figure("Hessian rank against r", ["Hessian rank"], x_title="r")
@@ -66,6 +84,50 @@ def rank_vs_r(toy: pd.DataFrame) -> go.Figure | None:
             mode="markers",
             marker={"symbol": symbol, "size": 9, "color": "#1f5fa8"},
         )
+    seed = rank_comparison(toy).dropna(subset=["seed_rank"])
+    if not seed.empty:
+        fig.add_scatter(
+            x=seed["r"].to_numpy(float),
+            y=seed["seed_rank"].to_numpy(float),
+            name="seed notebook 002",
+            mode="markers",
+            marker={"symbol": "square-open", "size": 11, "color": "#c80000"},
+        )
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
+    return fig
+
+
+def convergence(toy: pd.DataFrame, trace: pd.DataFrame | None, max_points: int = 400):
+    """Running LLC of each chain over the draws, divided by r/2 (converged chains flatten out
+    at 1), one colour per r (seed ``toy["seed"].min()``)."""
+    if toy is None or trace is None or toy.empty or trace.empty:
+        return None
+    fig = new_figure(
+        "Minimally singular model: LLC chains", ["running LLC / (r/2)"], x_title="Draw"
+    )
+    seed = int(toy["seed"].min())
+    colours = ("#1f5fa8", "#c80000", "#2a9d3a", "#8a4fbf", "#e08a00", "#555555")
+    rows = toy[toy["seed"] == seed].sort_values("r")
+    for i, row in enumerate(rows.itertuples(index=False)):
+        draws = trace[(trace["r"] == row.r) & (trace["seed"] == seed)]
+        running = running_llc(draws, row.nbeta, row.loss_init)
+        for chain, part in running.groupby("chain"):
+            keep = stride(len(part), max_points)
+            fig.add_scatter(
+                x=part["draw"].to_numpy(float)[keep],
+                y=part["llc"].to_numpy(float)[keep] / (row.r / 2),
+                name=f"r = {row.r}",
+                mode="lines",
+                line={"color": colours[i % len(colours)], "width": 1},
+                legendgroup=str(row.r),
+                showlegend=bool(chain == running["chain"].min()),
+            )
+    fig.add_scatter(
+        x=[0, trace["draw"].max()],
+        y=[1, 1],
+        name="λ = r/2",
+        mode="lines",
+        line={"color": "#555", "dash": "dash", "width": 1},
+    )
     return fig
