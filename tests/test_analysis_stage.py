@@ -13,7 +13,7 @@ from sltgeom.analysis.measure import LLC_PRESETS, llc_settings
 from sltgeom.analysis.measurement import subset
 from sltgeom.analysis.toy import measure_toy
 from sltgeom.config import validate_config
-from sltgeom.schemas import TABLES
+from sltgeom.schemas import EXTRA_DETAIL, TABLES
 from sltgeom.train import train_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -125,6 +125,7 @@ def test_analyse_run_writes_pinned_tables(kind, trained_run, digits_path, tmp_pa
     run, outputs = trained_run
     settings = _study_settings(**{kind: QUICK[kind]})[kind]
     out = {"table": tmp_path / f"{kind}.parquet", "detail": tmp_path / "detail.parquet"}
+    out.update({name: tmp_path / f"{name}.parquet" for name in EXTRA_DETAIL.get(kind, ())})
     table = stage.analyse_run(
         kind,
         run,
@@ -141,6 +142,8 @@ def test_analyse_run_writes_pinned_tables(kind, trained_run, digits_path, tmp_pa
     assert pd.read_parquet(out["table"]).equals(table)
     detail = pd.read_parquet(out["detail"])
     assert set(detail["epoch"]) == {0, 2} and len(detail) > 0
+    for name in EXTRA_DETAIL.get(kind, ()):
+        assert set(pd.read_parquet(out[name])["epoch"]) == {0, 2}
     assert not (tmp_path / f".partial-{kind}").exists()
 
 

@@ -314,8 +314,7 @@ def estimate_llc(
     the full set (``init_loss="full"``). ``"auto"`` step size and burn-in are decided first
     (:mod:`.llc_schedule`, always with the fast engine's pilot); if a chain diverges the estimate
     is rerun with ε/4, and if an automatic ε gives a same-batch acceptance below
-    ``min_acceptance`` − 0.02 over the draws or R̂ > 1.05, with ε/2; at most ``max_retries``
-    reruns.
+    ``min_acceptance`` − 0.02 over the draws, with ε/2; at most ``max_retries`` reruns.
     ``loss_fn(output, y)`` must return the batch *mean* loss (default: mean cross-entropy on
     logits). ``device`` defaults to that of ``x``; the caller's model is not modified.
     ``compile`` runs the fast engine's step through ``torch.compile`` (compiled once per process
@@ -343,22 +342,27 @@ def estimate_llc(
         run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(loss_trace, mala_trace, loss_init, nbeta, n, engine, run, seconds)
+    if settings.burn_in == AUTO:  # the burn-in of the last attempt, and whether it was capped
+        schedule = replace(schedule, burn_in=run.burn_in, burn_in_capped=_capped(settings, run))
     return replace(res, retries=attempt, schedule=schedule, requested=settings)
+
+
+def _capped(requested: LLCSettings, run: LLCSettings) -> bool:
+    return auto_burn_in(requested, run.step_size)[1]
 
 
 def _step_shrink(loss_trace, mala_trace, run: LLCSettings, requested: LLCSettings) -> int:
     """1 if the attempt stands; 4 if a chain diverged; 2 if an automatic ε turned out too large
-    once the chains had spread: the draws' same-batch acceptance is below min_acceptance − 0.02,
-    or their R̂ flags them (the pilot only sees the neighbourhood of w*, which is flat where the
-    Hessian vanishes; a smaller ε with its longer burn-in is the remedy for both)."""
+    once the chains had spread: the draws' same-batch acceptance is below min_acceptance − 0.02
+    (the pilot only sees the neighbourhood of w*, which is flat where the Hessian vanishes).
+    A high R̂ is not a reason to shrink ε: at a fixed number of draws a smaller step mixes
+    worse; it is reported (``not_converged``)."""
     if not np.isfinite(loss_trace).all():
         return 4
-    if requested.step_size != AUTO:
-        return 1
-    low = run.mala == "same_batch" and (
-        np.nanmean(mala_trace) < requested.min_acceptance - ACCEPTANCE_MARGIN
-    )
-    return 2 if low or convergence.rhat(loss_trace) > convergence.RHAT_THRESHOLD else 1
+    scored = run.mala == "same_batch" and requested.step_size == AUTO
+    if scored and np.nanmean(mala_trace) < requested.min_acceptance - ACCEPTANCE_MARGIN:
+        return 2
+    return 1
 
 
 def _smaller_step(run: LLCSettings, requested: LLCSettings, shrink: int) -> LLCSettings:

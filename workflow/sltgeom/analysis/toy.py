@@ -61,21 +61,11 @@ def toy_problem(d: int, r: int, n: int = 60_000):
     return model, x, y, model.loss
 
 
-def measure_toy(
-    d: int,
-    r: int,
-    seed: int,
-    settings,
-    n: int = 60_000,
-    rank_oversampling: int = 100,
-    rank_max_probes: int = 20_000,
-) -> dict:
-    """LLC (with ``settings``, an LLCSettings) and Hessian rank of the toy at w* = 0, as a row.
-
-    The rank is exact (range finder with min(r + ``rank_oversampling``, ``rank_max_probes``)
-    probes) unless flagged: at r = d = 100 000 the probes are capped and the rank is a bound.
-    """
-    return toy_measurement(d, r, seed, settings, n, rank_oversampling, rank_max_probes).row
+def measure_toy(*args, **kwargs) -> dict:
+    """The row of :func:`toy_measurement` (same arguments): LLC and Hessian rank of the toy at
+    w* = 0. The rank is exact unless flagged: at r = d = 100 000 the probes are capped and the
+    rank is a bound."""
+    return toy_measurement(*args, **kwargs).row
 
 
 def toy_measurement(
@@ -87,8 +77,10 @@ def toy_measurement(
     rank_oversampling: int = 100,
     rank_max_probes: int = 20_000,
 ) -> Measurement:
-    """`measure_toy`'s row and the chains' loss trace (``dimension, r, seed, chain, draw,
-    loss``: the ``toy_trace`` table)."""
+    """LLC (with ``settings``, an LLCSettings) and Hessian rank of the toy at w* = 0 as a row,
+    and the chains' loss trace (``dimension, r, seed, chain, draw, loss``: the ``toy_trace``
+    table). The rank comes from a range finder with min(r + ``rank_oversampling``,
+    ``rank_max_probes``) probes."""
     model, x, y, loss_fn = toy_problem(d, r, n)
     res = estimate_llc(model, x, y, settings, loss_fn=loss_fn)
     op = HVPOperator(model, x[:1], y[:1], loss_fn)
