@@ -224,11 +224,27 @@ def test_flags_negative_llc_and_loss_below_init():
         ("diffusion_factor", 0.0),
         ("mala", "every"),
         ("chains", True),
+        ("step_size", "fast"),
+        ("burn_in", "soon"),
+        ("step_scale", 0.0),
+        ("burn_in_scale", -1.0),
+        ("min_acceptance", 1.0),
+        ("max_burn_in", 0),
+        ("max_retries", -1),
+        ("init_loss", "batch"),
     ],
 )
 def test_settings_validation_names_field(field, value):
     with pytest.raises(ValueError, match=f"LLCSettings.{field}"):
         LLCSettings(**{field: value})
+
+
+def test_automatic_settings_need_what_they_derive_from():
+    with pytest.raises(ValueError, match="LLCSettings.localization must be > 0 with burn_in"):
+        LLCSettings(localization=0.0)  # burn-in "auto" is 0.2/(εγ)
+    with pytest.raises(ValueError, match='LLCSettings.sampler must be "sgld" with step_size'):
+        LLCSettings(sampler="sgnht", burn_in=100)
+    LLCSettings(localization=0.0, burn_in=100)  # a given burn-in needs no γ
 
 
 def test_bad_engine_and_batch_size():

@@ -395,8 +395,14 @@ def _init_loss(model, x, y, loss_fn, settings: LLCSettings) -> float:
     # shuffled loader, drawn from the global generator (seeded as the devinterp engine seeds it)
     torch.manual_seed(settings.seed)
     loader = _loader(x, y, settings.batch_size)
-    evaluate = lambda m, batch: loss_fn(m(batch[0]), batch[1])  # noqa: E731
-    return get_init_loss_multi_batch(loader, settings.chains, model, evaluate, x.device)
+    return get_init_loss_multi_batch(
+        loader, settings.chains, model, _devinterp_evaluate(loss_fn), x.device
+    )
+
+
+def _devinterp_evaluate(loss_fn):
+    """devinterp's ``evaluate(model, batch)`` for a ``loss_fn(output, y)``."""
+    return lambda model, batch: loss_fn(model(batch[0]), batch[1])
 
 
 def _loader(x: Tensor, y: Tensor, batch_size: int):
@@ -450,7 +456,7 @@ def _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress
             model,
             loader,
             callbacks=callbacks,
-            evaluate=lambda m, batch: loss_fn(m(batch[0]), batch[1]),
+            evaluate=_devinterp_evaluate(loss_fn),
             sampling_method=method,
             optimizer_kwargs=kwargs,
             num_draws=s.draws,
