@@ -28,6 +28,7 @@ localrules:
     dataset,
     study_table,
     generalisation,
+    llc_difference,
     llc_rank,
     toy_table,
     toy_trace_table,
@@ -39,5 +40,5 @@ localrules:
 rule all:
     default_target: True
     input:
-        result_tables(),
-        "results/report.html",
+        layout.result_tables(config),
+        layout.REPORT,

@@ -31,13 +31,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sltgeom import layout
 from sltgeom.analysis.generalisation import generalisation_table
 from sltgeom.analysis.rank_comparison import llc_rank_table
 from sltgeom.config import architectures, optimizer_variants, study_runs
-from sltgeom.report.study import spec_from_config
+from sltgeom.report.stats import llc_difference
+from sltgeom.report.study import StudySpec, spec_from_config
 from sltgeom.schemas import RANK_COLUMNS, concat_conformed
 
 DROP_EPOCH = 3
+DIAG_ZEROS = 20  # exact zeros in each synthetic Fisher diagonal
 DETAIL = {"llc": "llc_trace", "hessian": "hessian_density", "fisher": "fisher_density"}
 QS = ("0.5", "0.9", "0.99")
 N_TRAIN = 1437
@@ -120,7 +123,7 @@ def quick_default_config() -> dict:
     archs = [
         {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": [32, 64]},
         {"type": "dlnn", "hidden_layers": 1, "hidden_nodes": 32},
-        {"type": "cnn", "extra_conv_layers": 0},
+        {"type": "cnn_same", "extra_conv_layers": 0},
     ]
     both = {"sgd": SGD, "ngd": NGD}
     swap = {"protocol": "swap", "swap": {"from": "sgd", "epoch": 5}}
@@ -167,7 +170,7 @@ def _noise(run: dict, epoch: int) -> float:
 
 
 def _diverges(run: dict) -> bool:
-    last = run["epochs"]
+    last = run["end_epoch"]
     return (run["architecture"], run["optimizer"], run["seed"], last) == ("cnn-k0", "ngd", 2, 4)
 
 
@@ -184,9 +187,9 @@ def _long(run: dict, epoch: int, **columns) -> pd.DataFrame:
 def training_rows(run: dict) -> list[dict]:
     rows = []
     kind = _kind(run)
-    for epoch in range(run["start_epoch"], run["epochs"] + 1):
+    for epoch in range(run["start_epoch"], run["end_epoch"] + 1):
         loss = _train_loss(run, epoch) * (1 + _noise(run, epoch))
-        diverged = _diverges(run) and epoch == run["epochs"]
+        diverged = _diverges(run) and epoch == run["end_epoch"]
         loss = math.nan if diverged else loss
         first = epoch == run["start_epoch"]
         rows.append(
@@ -209,7 +212,7 @@ def training_rows(run: dict) -> list[dict]:
 
 def step_rows(run: dict, sizes: Sizes, rng) -> list[dict]:
     rows, step = [], 0
-    for epoch in range(run["start_epoch"] + 1, run["epochs"] + 1):
+    for epoch in range(run["start_epoch"] + 1, run["end_epoch"] + 1):
         for _ in range(sizes.steps_per_epoch):
             step += 1
             loss = _train_loss(run, epoch) + 0.1 * rng.random()
@@ -220,7 +223,7 @@ def step_rows(run: dict, sizes: Sizes, rng) -> list[dict]:
 
 def analysed_epochs(run: dict) -> list[int]:
     """Epochs with a checkpoint the analysis could load (a diverged epoch has none)."""
-    last = run["epochs"] - 1 if _diverges(run) else run["epochs"]
+    last = run["end_epoch"] - 1 if _diverges(run) else run["end_epoch"]
     return list(range(run["start_epoch"], last + 1))
 
 
@@ -256,6 +259,7 @@ def _trust_columns(case: str | None, sizes: Sizes, rng) -> dict:
         "burn_in_capped": case == "burn_in_capped",
         "hessian_top": 50.0 + rng.random(),
         "pilot_acceptance": 0.97,
+        "burn_in_halvings": 0,
         **LLC_SCHEDULE,
     }
 
@@ -325,7 +329,7 @@ def hessian_rows(run: dict, sizes: Sizes, rng):
     for epoch in analysed_epochs(run):
         width = _spread(epoch, run)
         top = np.sort(width * (5 + rng.random(sizes.top_k)))[::-1]
-        ngd_last = _kind(run) == "ngd" and epoch == run["epochs"]
+        ngd_last = _kind(run) == "ngd" and epoch == run["end_epoch"]
         rows.append(
             _key(run, epoch)
             | {f"lambda_{i + 1}": v for i, v in enumerate(top)}
@@ -382,6 +386,27 @@ def eigenvalue_rows(run: dict) -> pd.DataFrame:
     )
 
 
+def synthetic_diag(run: dict, epoch: int) -> np.ndarray:
+    """A Fisher diagonal of 1000 entries: log-normal around 10^(centre of the KFAC density),
+    with DIAG_ZEROS exact zeros (dead units) and one entry below the histogram's bins."""
+    centre = -6 + 2 * _spread(epoch, run)
+    logs = centre + _rng("diag", run["architecture"], run["seed"], epoch).normal(size=1000)
+    values = 10.0**logs
+    values[:DIAG_ZEROS] = 0.0
+    values[DIAG_ZEROS] = 1e-30
+    return values
+
+
+def diag_histogram_rows(run: dict) -> pd.DataFrame:
+    from sltgeom.analysis.fisher import diag_histogram
+
+    frames = [
+        _long(run, e, **diag_histogram(synthetic_diag(run, e)).to_dict("list"))
+        for e in analysed_epochs(run)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 def analyse(kind: str, run: dict, training: pd.DataFrame, sizes: Sizes, rng):
     """(rows, detail rows) of one analysis of one run."""
     if kind == "llc":
@@ -406,9 +431,14 @@ def study_tables(name: str, study: dict, sizes: Sizes) -> dict[str, pd.DataFrame
                 parts.setdefault(detail, []).append(pd.concat(long, ignore_index=True))
         if enabled["hessian"]:
             parts.setdefault("hessian_eigenvalues", []).append(eigenvalue_rows(run))
+        if enabled["fisher"]:
+            parts.setdefault("fisher_diag_histogram", []).append(diag_histogram_rows(run))
     tables = {k: concat_conformed(v, k) for k, v in parts.items()}
     if enabled["llc"]:
         tables["generalisation"] = generalisation_table(tables["llc"], tables["training"])
+        params = spec_from_config(name, study, optimizer_variants(study), architectures(study))
+        spec = StudySpec.from_params(params)
+        tables["llc_difference"] = llc_difference(tables["llc"], spec)  # rule llc_difference
     if enabled["llc"] and enabled["hessian"]:
         tables["llc_rank"] = llc_rank_table(
             tables["llc"], tables["hessian"], tables["hessian_eigenvalues"]
@@ -532,14 +562,11 @@ def build_report(
     write_results(root, config, sizes)
     results = root / "results"
     for name in config["studies"]:
-        tables = sorted((results / name / "tables").glob("*.parquet"))
-        tables = [p for p in tables if p.stem != "llc_difference"]
         build_study_figures(
-            tables,
+            sorted((results / name / "tables").glob("*.parquet")),
             spec_params(config, name),
             options or {},
             results / name / "figures",
-            results / name / "tables" / "llc_difference.parquet",
         )
     if config.get("minimally_singular"):
         folder = results / "minimally_singular" / "tables"
@@ -549,7 +576,8 @@ def build_report(
             results / "minimally_singular" / "figures",
             folder / "toy_trace.parquet",
         )
-    return write_report(results / "report.html", config, results, root / "benchmarks", root)
+    inputs = {key: root / path for key, path in layout.report_inputs(config).items()}
+    return write_report(results / "report.html", config, inputs, root / "benchmarks", root)
 
 
 @functools.cache

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from conftest import SCHEMA
 
-from sltgeom.analysis import checkpoints as stage
+from sltgeom.analysis import stage
 from sltgeom.analysis.generalisation import generalisation_table
-from sltgeom.analysis.measure import LLC_PRESETS, llc_settings
+from sltgeom.analysis.llc_settings import LLC_PRESETS, llc_settings
 from sltgeom.analysis.measurement import subset
 from sltgeom.analysis.toy import measure_toy
 from sltgeom.config import validate_config
@@ -18,9 +18,9 @@ from sltgeom.train import train_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-RUN = {"protocol": "standard", "optimizer": "sgd", "start_epoch": 0, "epochs": 10}
-BRANCH = {"protocol": "swap", "optimizer": "ngd", "start_epoch": 4, "epochs": 10}
-TRUNK_RUN = {"protocol": "swap", "optimizer": "trunk", "start_epoch": 0, "epochs": 4}
+RUN = {"protocol": "standard", "optimizer": "sgd", "start_epoch": 0, "end_epoch": 10}
+BRANCH = {"protocol": "swap", "optimizer": "ngd", "start_epoch": 4, "end_epoch": 10}
+TRUNK_RUN = {"protocol": "swap", "optimizer": "trunk", "start_epoch": 0, "end_epoch": 4}
 
 
 @pytest.mark.parametrize(
@@ -76,13 +76,13 @@ def trained_run(digits_path, tmp_path_factory):
         "optim_spec": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
         "batch_size": 64,
         "start_epoch": 0,
-        "epochs": 2,
+        "end_epoch": 2,
     }
     outputs = {
         k: folder / n
         for k, n in [
             ("checkpoints", "checkpoints"),
-            ("epochs", "e.parquet"),
+            ("training", "t.parquet"),
             ("steps", "s.parquet"),
         ]
     }
@@ -95,7 +95,7 @@ def _study_settings(**analysis):
         "studies": {
             "s": {
                 "dataset": "digits",
-                "architectures": [{"type": "cnn"}],
+                "architectures": [{"type": "cnn_same"}],
                 "optimizers": {"a": {"type": "sgd", "lr": 0.1}},
                 "seeds": [0],
                 "epochs": 2,
@@ -133,7 +133,7 @@ def test_analyse_run_writes_pinned_tables(kind, trained_run, digits_path, tmp_pa
         digits_path,
         settings,
         out,
-        epochs={"every": 2},
+        selection={"every": 2},
         device="cpu",
         progress=False,
     )
@@ -158,7 +158,7 @@ def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path)
         digits_path,
         settings,
         out,
-        epochs=[2],
+        selection=[2],
         device="cpu",
         progress=False,
     )
@@ -167,7 +167,7 @@ def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path)
     assert len(row["llc_per_chain"]) == 2 and row["llc_mean"] == pytest.approx(
         np.mean(row["llc_per_chain"])
     )
-    training = pd.read_parquet(outputs["epochs"])
+    training = pd.read_parquet(outputs["training"])
     assert row["loss_init"] == pytest.approx(
         training.set_index("epoch").loc[2, "train_loss"], rel=1e-5
     )
@@ -179,6 +179,7 @@ def test_analysis_resumes_from_finished_epochs(trained_run, digits_path, tmp_pat
     run, outputs = trained_run
     settings = _study_settings(fisher=QUICK["fisher"])["fisher"]
     out = {"table": tmp_path / "f.parquet", "detail": tmp_path / "d.parquet"}
+    out.update({name: tmp_path / f"{name}.parquet" for name in EXTRA_DETAIL["fisher"]})
     calls = []
     real = stage._measure_epoch
 
@@ -189,7 +190,7 @@ def test_analysis_resumes_from_finished_epochs(trained_run, digits_path, tmp_pat
         return real(kind, run, checkpoints, data, settings, epoch, device)
 
     monkeypatch.setattr(stage, "_measure_epoch", flaky)
-    kwargs = dict(epochs="all", device="cpu", progress=False)
+    kwargs = dict(selection="all", device="cpu", progress=False)
     with pytest.raises(KeyboardInterrupt):
         stage.analyse_run(
             "fisher", run, outputs["checkpoints"], digits_path, settings, out, **kwargs
@@ -205,7 +206,7 @@ def test_analysis_resumes_from_finished_epochs(trained_run, digits_path, tmp_pat
 def test_missing_checkpoints_are_skipped_with_a_warning(trained_run, tmp_path):
     run, outputs = trained_run
     with pytest.warns(UserWarning, match=r"no checkpoint for epochs \[3\]"):
-        assert stage.available_epochs({**run, "epochs": 3}, outputs["checkpoints"], "all") == [
+        assert stage.available_epochs({**run, "end_epoch": 3}, outputs["checkpoints"], "all") == [
             0,
             1,
             2,

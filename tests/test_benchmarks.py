@@ -24,10 +24,27 @@ def test_checkpoints_per_job_follow_the_protocol():
 def test_job_cost_prints_every_rule_of_every_study(capsys):
     args = ["--configfile", str(TINY), "--device", "cpu", "--threads", "1"]
     assert bench_job_cost.main([*args, "--train-steps", "3", "--llc-draws", "4"]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "min/job" in line]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if "min/job" in line]
     rules = [(line.split()[0], line.split()[3]) for line in lines]
     kinds = ["train", "llc", "hessian", "fisher"]
-    assert rules == [(s, k) for s in ("tiny", "tiny_swap") for k in kinds]
-    jobs = [line.split("×")[1].split()[0] for line in lines]
+    config = validate_config(yaml.safe_load(TINY.read_text()), REPO / "config" / "schema.yaml")
+    toy = [("minimally_singular",) * 2] * len(config["minimally_singular"]["ranks"])
+    lazy = [("lazy_training",) * 2] * len(config["lazy_training"])
+    assert rules == [(s, k) for s in ("tiny", "tiny_swap") for k in kinds] + toy + lazy
+    jobs = [line.split("×")[1].split()[0] for line in lines[:8]]
     assert jobs == ["2"] * 4 + ["3"] * 4  # sgd + ngd; trunk + two branches
     assert not any("OVER" in line for line in lines)
+    # one total per rule, summing the printed jobs; then the grand total
+    start = out.index(next(line for line in out if line.startswith("job-hours per rule")))
+    totals = {line.split()[0]: float(line.split()[1]) for line in out[start + 1 : -1]}
+    assert list(totals) == [*kinds, "minimally_singular", "lazy_training"]
+    minutes = {}
+    for line in lines:
+        rule = line.split()[3]
+        job = float(line.split()[4]) * int(line.split("×")[1].split()[0])
+        minutes[rule] = minutes.get(rule, 0.0) + job
+    for rule, hours in totals.items():
+        assert abs(hours - minutes[rule] / 60) < 0.01 + 0.01 * hours
+    grand = float(out[-1].split("about ")[1].split()[0])
+    assert abs(grand - sum(totals.values())) < 0.1

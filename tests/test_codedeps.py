@@ -131,6 +131,7 @@ def test_analysis_rules_list_their_own_kind_only(rules):
 def test_cheap_rules_run_on_the_submitting_host(rules):
     _, parsed = rules
     local = {name for name, rule in parsed.items() if rule["local"]}
-    cheap = {"dataset", "study_table", "generalisation", "toy_table", "figures", "report"}
+    tables = {"study_table", "generalisation", "llc_difference", "toy_table"}
+    cheap = {"dataset", *tables, "figures", "report"}
     assert cheap | {"all", "toy_figures"} <= local
     assert not {"train", "llc", "hessian", "fisher", "minimally_singular"} & local

@@ -1,13 +1,22 @@
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
 from conftest import REPO, SCHEMA
 
-from sltgeom.config import ConfigError, all_runs, optimizer_variants, study_runs, validate_config
+from sltgeom.config import (
+    ConfigError,
+    all_runs,
+    optimizer_variants,
+    select_epochs,
+    study_runs,
+    validate_config,
+)
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "fashion.yaml"])
 def test_shipped_configs_validate(name):
     config = validate_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
     assert all_runs(config)
@@ -25,6 +34,10 @@ def test_paper_config_matches_the_original_study():
     assert {r["architecture"] for r in runs} == {
         f"ffnn-{layers}x{nodes}" for layers in (1, 2) for nodes in (64, 128, 256)
     }
+    swap = study_runs("ngd_vs_sgd_swap", config["studies"]["ngd_vs_sgd_swap"])
+    assert {r["swap_optimizer_state"] for r in swap if r["optimizer"] != "trunk"} == {"fresh"}
+    transitions = study_runs("phase_transitions", config["studies"]["phase_transitions"])
+    assert "cnn-k7" in {r["architecture"] for r in transitions}  # the unpadded LeNet on MNIST
 
 
 def test_defaults_are_filled(tiny_config):
@@ -43,8 +56,46 @@ def test_sweep_expands_to_named_variants():
 def test_swap_study_has_trunk_and_branches(tiny_config):
     config = validate_config(tiny_config, SCHEMA)
     runs = study_runs("tiny_swap", config["studies"]["tiny_swap"])
-    spans = {r["optimizer"]: (r["start_epoch"], r["epochs"]) for r in runs}
+    spans = {r["optimizer"]: (r["start_epoch"], r["end_epoch"]) for r in runs}
     assert spans == {"trunk": (0, 1), "sgd": (1, 2), "ngd": (1, 2)}
+    # branches restart with a fresh optimizer unless told to continue the trunk's state
+    states = {r["optimizer"]: r.get("swap_optimizer_state") for r in runs}
+    assert states == {"trunk": None, "sgd": "fresh", "ngd": "fresh"}
+    tiny_config["studies"]["tiny_swap"]["swap"]["optimizer_state"] = "continue"
+    config = validate_config(tiny_config, SCHEMA)
+    runs = study_runs("tiny_swap", config["studies"]["tiny_swap"])
+    assert {r.get("swap_optimizer_state") for r in runs if r["optimizer"] != "trunk"} == {
+        "continue"
+    }
+
+
+def test_parsing_the_config_does_not_import_torch():
+    code = (
+        "import sys, yaml; from sltgeom.config import all_runs, validate_config; "
+        f"all_runs(validate_config(yaml.safe_load(open({str(REPO / 'config/config.yaml')!r})), "
+        f"{str(SCHEMA)!r})); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("dataset", "fits"), [("digits", False), ("mnist", True)])
+def test_unpadded_cnn_must_fit_the_images(tiny_config, dataset, fits):
+    study = tiny_config["studies"]["tiny"]
+    study.update(dataset=dataset)
+    study["architectures"].append({"type": "cnn", "extra_conv_layers": [0, 1]})
+    if fits:
+        assert "cnn-k1" in {
+            r["architecture"] for r in all_runs(validate_config(tiny_config, SCHEMA))
+        }
+        return
+    message = _broken(tiny_config, lambda c: None)
+    assert "studies.tiny.architectures.1.type" in message
+    assert "at least 16×16, got 8×8" in message and "cnn_same" in message
+    study["architectures"][1]["type"] = "cnn_same"
+    runs = all_runs(validate_config(tiny_config, SCHEMA))
+    assert {"cnn-same-k0", "cnn-same-k1"} <= {r["architecture"] for r in runs}
 
 
 def _broken(config, mutate):
@@ -77,3 +128,37 @@ def _broken(config, mutate):
 )
 def test_bad_config_names_the_key(tiny_config, mutate, key):
     assert key in _broken(tiny_config, mutate)
+
+
+def analysed(config) -> dict[str, list[int]]:
+    """Run folder → the epochs its analysis jobs measure."""
+    return {
+        f"{r['study']}/{r['architecture']}/{r['optimizer']}/{r['seed']}": select_epochs(
+            r, config["studies"][r["study"]]["analysis"]["checkpoints"]
+        )
+        for r in all_runs(config)
+    }
+
+
+def test_old_analysis_epochs_key_is_read_with_a_warning(tiny_config):
+    tiny_config["studies"]["tiny"]["analysis"] = {"checkpoints": [1]}
+    new = validate_config(copy.deepcopy(tiny_config), SCHEMA)
+    old = copy.deepcopy(tiny_config)
+    old["studies"]["tiny"]["analysis"] = {"epochs": [1]}
+    message = r"`studies\.tiny\.analysis\.epochs` is deprecated: it is now `studies\.tiny\.an"
+    with pytest.warns(FutureWarning, match=message):
+        old = validate_config(old, SCHEMA)
+    assert old == new and analysed(old) == analysed(new)
+    assert analysed(new)["tiny/ffnn-1x16/sgd/0"] == [1]
+    both = copy.deepcopy(tiny_config)
+    both["studies"]["tiny"]["analysis"] = {"epochs": [1], "checkpoints": [2]}
+    keys = r"`studies\.tiny\.analysis\.epochs` and `studies\.tiny\.analysis\.checkpoints`"
+    with pytest.raises(ConfigError, match=keys):
+        validate_config(both, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["minimally_singular", "lazy_training"])
+def test_study_names_of_other_results_folders_are_reserved(tiny_config, name):
+    tiny_config["studies"][name] = tiny_config["studies"].pop("tiny")
+    with pytest.raises(ConfigError, match=rf"`studies\.{name}`: the name is reserved"):
+        validate_config(tiny_config, SCHEMA)

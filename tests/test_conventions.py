@@ -2,6 +2,8 @@
 the catalog's file."""
 
 import re
+import subprocess
+import sys
 
 import yaml
 from conftest import REPO, SCHEMA
@@ -46,3 +48,28 @@ def test_catalog_file_and_config_readme():
     readme = (REPO / "config" / "README.md").read_text()
     for config in sorted((REPO / "config").glob("*.yaml")):
         assert config.name in readme, config.name
+
+
+def imported_by(modules) -> set[str]:
+    """Every module that importing ``modules`` (dotted names; a package stands for all of its
+    modules) loads, in a fresh interpreter."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        f"for name in {list(modules)!r}:\n"
+        "    module = importlib.import_module(name)\n"
+        "    for info in pkgutil.iter_modules(getattr(module, '__path__', [])):\n"
+        "        importlib.import_module(f'{name}.{info.name}')\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_layers_import_only_downwards():
+    """The analysis stage runs without the training stage; the layout, the config and the
+    report (which the workflow parses and the cheap local rules run) need no torch."""
+    assert "sltgeom.train" not in imported_by(["sltgeom.analysis"])
+    loaded = imported_by(["sltgeom.layout", "sltgeom.config", "sltgeom.report"])
+    assert {"sltgeom.layout", "sltgeom.config", "sltgeom.report.html"} <= loaded
+    assert "torch" not in loaded

@@ -10,7 +10,13 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 from torch.utils.data import DataLoader, TensorDataset
 
-from sltgeom.analysis.fisher import fisher_diag, fisher_matrix, fisher_spectrum, kfac_spectrum
+from sltgeom.analysis.fisher import (
+    fisher_diag,
+    fisher_matrix,
+    fisher_spectrum,
+    kfac_spectrum,
+    measure_fisher,
+)
 
 N_SAMPLES, BATCH = 48, 16
 
@@ -113,3 +119,27 @@ def test_fisher_spectrum_outputs():
     density = spec.kfac_density
     assert list(density.columns) == ["log10_eigenvalue", "density"]
     assert trapezoid(density["density"], density["log10_eigenvalue"]) == pytest.approx(1.0)
+
+
+def test_measure_fisher_histogram_counts_the_exact_diagonal():
+    """The histogram table holds every entry of the reference diagonal, dead units' zeros in
+    their own row, in the configured bins."""
+    from types import SimpleNamespace
+
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model[0].bias[:3] = -100.0  # three dead ReLU units: their weights get F_ii = 0
+    x = inputs(mlp())
+    data = SimpleNamespace(x_train=x, y_train=torch.zeros(len(x), dtype=torch.long))
+    settings = {"samples": None, "seed": 0, "batch_size": BATCH, "grid_size": 32,
+                "histogram": {"low": -8, "high": 2, "per_decade": 2}}  # fmt: skip
+    hist = measure_fisher(model, data, settings, seed=0).extra["fisher_diag_histogram"]
+    diag = reference_fisher(model, x).diagonal().numpy()
+    assert hist["count"].sum() == len(diag) == 84
+    zero = hist.set_index("kind").loc["zero", "count"]
+    assert zero == (diag == 0).sum() == 3 * (5 + 1) + 3 * 4  # weights and biases of dead units
+    bins = hist[hist["kind"] == "bin"]
+    assert len(bins) == 20 and bins["log10_low"].min() == -8
+    expected = np.histogram(np.log10(diag[diag > 0]), bins=np.linspace(-8, 2, 21))[0]
+    assert bins["count"].tolist() == expected.tolist()

@@ -271,7 +271,7 @@ def test_single_vector_graph_hvp_on_the_workflow_cnn(digits_path):
     from sltgeom.models import build_model
 
     torch.manual_seed(0)
-    model = build_model({"type": "cnn", "extra_conv_layers": 0}, (1, 8, 8), 10)
+    model = build_model({"type": "cnn_same", "extra_conv_layers": 0}, (1, 8, 8), 10)
     data = load_dataset(digits_path)
     x, y = data.x_train[:16], data.y_train[:16]
     v = torch.randn(sum(p.numel() for p in model.parameters()))

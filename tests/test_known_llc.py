@@ -17,12 +17,20 @@ from sltgeom.analysis import convergence
 from sltgeom.analysis.known_llc import (
     CASES,
     FAST_CASES,
+    case_problem,
     rrr_full_rank_a_coefficient,
     rrr_learning_coefficient,
     validate_case,
 )
 from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.llc_schedule import (
+    BURN_IN_CHECKS,
+    auto_burn_in,
+    checked_burn_in,
+    pilot_acceptance,
+    top_curvature,
+)
+from sltgeom.analysis.llc_settings import llc_settings
 from sltgeom.analysis.toy import toy_problem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -84,6 +92,54 @@ def test_defaults_recover_known_learning_coefficients(name):
     assert row["passed"] and row["ratio"] == pytest.approx(1.0, abs=case.tolerance()), row
     assert not row["not_converged"] and row["diverged_chains"] == 0
     assert row["llc_step_rule"] == "auto" and row["llc_step_size"] > 0
+
+
+# --- the step size checked during the burn-in --------------------------------------------------
+
+
+def test_burn_in_checks_lower_the_step_where_the_hessian_vanishes():
+    # RRR 4-4-4 at w₀ = 0: the loss ½‖BA‖² is quartic, its Hessian at w₀ is 0, so a pilot at w₀
+    # accepts a step that is far too large once the chains have spread towards 1/√γ
+    model, x, y, loss = case_problem(CASES["rrr_4_4_4_r0_minimal"])
+    settings, nbeta, eps = LLCSettings(), len(x) / math.log(len(x)), 2.5e-4
+    assert top_curvature(model, x, y, loss, 0) == 0.0
+    assert pilot_acceptance(model, x, y, loss, settings, nbeta, eps, False) >= 0.95
+    run = replace(settings, step_size=eps)
+    burn = checked_burn_in(model, x, y, loss, run, settings, nbeta, False)
+    assert burn.step_size < eps and burn.halvings >= 1 and burn.acceptance >= 0.95
+    assert torch.isfinite(burn.state).all() and burn.state.abs().max() > 0.1  # chains spread
+
+
+def test_checked_burn_in_keeps_the_diffusion_time_of_a_stable_step():
+    model, x, y, loss = toy_problem(50, 5, n=60_000)
+    settings, nbeta = LLCSettings(chains=2, localization=10.0), 60_000 / math.log(60_000)
+    eps = 1e-6  # ε·k = 0.011 on the toy: every check accepts it
+    burn = checked_burn_in(
+        model, x, y, loss, replace(settings, step_size=eps), settings, nbeta, False
+    )
+    assert burn.halvings == 0 and burn.step_size == eps and not burn.capped
+    assert burn.steps == pytest.approx(auto_burn_in(settings, eps)[0], abs=len(BURN_IN_CHECKS))
+    fixed = replace(settings, burn_in=300)
+    burn = checked_burn_in(model, x, y, loss, replace(fixed, step_size=eps), fixed, nbeta, False)
+    assert burn.steps == 300
+
+
+def test_a_burn_in_segment_that_diverges_is_redone_with_half_the_step():
+    model, x, y, loss = toy_problem(50, 5, n=60_000)
+    settings, nbeta = LLCSettings(chains=2), 60_000 / math.log(60_000)
+    # stiffness k = 2nβ + γ ≈ 10 910: ε·k ≈ 10.9 and 5.5 diverge, 2.7 does not
+    burn = checked_burn_in(
+        model, x, y, loss, replace(settings, step_size=1e-3), settings, nbeta, False
+    )
+    assert torch.isfinite(burn.state).all() and burn.halvings >= 2 and burn.step_size <= 2.5e-4
+
+
+def test_auto_step_records_the_burn_in_halvings():
+    model, x, y, loss = case_problem(CASES["rrr_4_4_4_r0_minimal"])
+    res = estimate_llc(model, x, y, LLCSettings(draws=200), loss_fn=loss)
+    row = res.to_row()
+    assert row["burn_in_halvings"] >= 0 and row["llc_step_rule"] == "auto"
+    assert row["llc_step_size"] == res.settings.step_size < 0.25  # ε₀ = step_scale/γ at h = 0
 
 
 # --- convergence diagnostics -------------------------------------------------------------------

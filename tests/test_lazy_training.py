@@ -329,7 +329,7 @@ def test_figures_and_report_section_are_drawn_from_the_tables_alone(tmp_path):
     import sys
 
     from sltgeom.report.gallery import read_index
-    from sltgeom.report.html import Page, lazy_section, read_lazy
+    from sltgeom.report.html import Page, lazy_section, read_part
     from sltgeom.report.lazy_figures import build_lazy_figures
     from sltgeom.tables import write_parquet
 
@@ -348,7 +348,8 @@ def test_figures_and_report_section_are_drawn_from_the_tables_alone(tmp_path):
     assert {"lazy.targets", "lazy.width_sweep_kernel", "lazy.output_scaling_alpha"} <= names
     assert all((folder / "figures" / f"{name}.png").exists() for name in names)
     page = Page()
-    lazy_section(page, read_lazy(tmp_path, {"width_sweep": {}}))
+    inputs = {"figures": folder / "figures", **{path.stem: path for path in paths}}
+    lazy_section(page, read_part("lazy_training", {"width_sweep": {}}, inputs))
     text = page.text()
     assert "fitted slope" in text and "kernel_change" in text and page.figures == len(names)
     check = "import sys, sltgeom.report.html; print('torch' in sys.modules)"

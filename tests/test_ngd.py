@@ -370,6 +370,7 @@ def test_bad_hyperparameters_raise(kw, name):
         NGD([nn.Parameter(torch.zeros(3))], **kw)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     gen = torch.Generator().manual_seed(6)

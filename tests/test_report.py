@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,15 +27,16 @@ from report_fixtures import (
 )
 from scipy import stats as scipy_stats
 
+from sltgeom import layout
 from sltgeom.report import diagnostics, run_figures, study_figures, toy_figures, transition
 from sltgeom.report.downsample import bin_means, stride
 from sltgeom.report.gallery import read_index, read_tables, split_runs
 from sltgeom.report.html import Page, StudyData, _diagnostics, stats_table
-from sltgeom.report.inputs import report_tables, study_spec, study_tables
+from sltgeom.report.inputs import study_spec
 from sltgeom.report.llc_trust import Scale, off_scale_reasons, reasons
 from sltgeom.report.provenance import benchmark_times, git_commit
 from sltgeom.report.static import to_png
-from sltgeom.report.stats import COLUMNS, llc_difference, nan_left_out, welch
+from sltgeom.report.stats import COLUMNS, holm, llc_difference, nan_left_out, paired, welch
 from sltgeom.report.study import StudySpec, with_branch_start
 
 # ----------------------------------------------------------------------------- fixtures
@@ -94,6 +96,39 @@ def test_welch_agrees_with_scipy_and_handles_small_samples():
     assert welch([1.0, np.nan, 3.0], [5.0, 6.0])["difference"] == pytest.approx(-3.5)
 
 
+def test_paired_test_agrees_with_scipy_ttest_rel():
+    rng = np.random.default_rng(1)
+    shared = rng.standard_normal(8)  # the seed's effect both optimizers see
+    a, b = 24 + shared + 0.3 * rng.standard_normal(8), 16 + shared + 0.3 * rng.standard_normal(8)
+    out = paired(a, b)
+    ref = scipy_stats.ttest_rel(a, b)
+    interval = ref.confidence_interval(0.95)
+    assert out["paired_t"] == pytest.approx(ref.statistic)
+    assert out["paired_p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert out["paired_df"] == ref.df == 7 and out["n_pairs"] == 8
+    assert out["paired_difference"] == pytest.approx(np.mean(a - b))
+    assert (out["paired_ci_low"], out["paired_ci_high"]) == pytest.approx(
+        (interval.low, interval.high)
+    )
+    # the shared seed effect cancels in the pairs: a narrower interval than Welch's
+    unpaired = welch(a, b)
+    assert out["paired_ci_high"] - out["paired_ci_low"] < unpaired["ci_high"] - unpaired["ci_low"]
+    # a NaN drops its pair; fewer than two pairs: no test
+    dropped = paired([1.0, np.nan, 3.0, 4.0], [0.5, 2.0, 2.0, 3.5])
+    assert dropped["n_pairs"] == 3 and dropped["paired_difference"] == pytest.approx(2 / 3)
+    assert math.isnan(paired([1.0, np.nan], [0.0, 1.0])["paired_p_value"])
+
+
+def test_holm_matches_a_hand_computation():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max
+    # 0.02, 0.03, 0.06, 0.06, back in input order
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    out = holm([0.02, np.nan, 0.04])  # m = 2: NaN is not a test
+    assert out[[0, 2]] == pytest.approx([0.04, 0.04]) and math.isnan(out[1])
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]).size == 0
+
+
 def test_llc_difference_pairs_final_epoch_branches(config, tables):
     stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
     assert list(stats.columns) == list(COLUMNS)
@@ -118,6 +153,23 @@ def test_llc_difference_pairs_final_epoch_branches(config, tables):
     assert left.loc["cnn-k0"].tolist() == [0, 0, 0, 0]  # its diverged *run* has no LLC row
 
 
+def test_llc_difference_pairs_seeds_and_holm_adjusts_across_architectures(config, tables):
+    stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
+    llc = tables["ngd_vs_sgd"]["llc"]
+    for row in stats.itertuples():
+        final = llc[(llc["architecture"] == row.architecture) & (llc["epoch"] == 4)]
+        by_seed = final.pivot(index="seed", columns="optimizer", values="llc_mean").dropna()
+        ref = scipy_stats.ttest_rel(by_seed["ngd"], by_seed["sgd"])
+        assert row.n_pairs == len(by_seed) == 2  # seeds 1, 2 (ffnn) and 0, 1 (cnn)
+        assert row.unpaired_seeds == 1  # the NaN (ffnn) or diverged-run (cnn) seed of NGD
+        assert row.paired_p_value == pytest.approx(ref.pvalue)
+        assert row.paired_t == pytest.approx(ref.statistic) and row.paired_df == 1
+    for raw, adjusted in (("p_value", "p_value_holm"), ("paired_p_value", "paired_p_value_holm")):
+        low, high = sorted(stats[raw])  # m = 2 architectures: 2·p₍₁₎, then max(that, p₍₂₎)
+        first = min(1.0, 2 * low)
+        assert sorted(stats[adjusted]) == pytest.approx([first, max(first, high)])
+
+
 def test_llc_difference_of_swap_and_single_optimizer_studies(config, tables):
     swap = llc_difference(tables["ngd_vs_sgd_swap"]["llc"], spec_of(config, "ngd_vs_sgd_swap"))
     assert len(swap) == 1 and (swap["ngd"].item(), swap["sgd"].item()) == ("ngd", "sgd")
@@ -130,7 +182,10 @@ def test_stats_table_formats_mean_std_and_interval(config, tables):
     stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
     shown = stats_table(stats)
     assert shown.loc[1, "NGD LLC"].endswith("(n=2)") and "±" in shown.loc[1, "NGD LLC"]
-    assert shown.loc[0, "95% interval"].startswith("[")
+    assert shown.loc[0, "Welch 95% interval"].startswith("[")
+    assert shown.loc[0, "paired 95% interval"].startswith("[")
+    assert shown.loc[0, "paired NGD − SGD"].endswith("(2 pairs, 1 unpaired seeds dropped)")
+    assert {"Welch p (Holm)", "paired p (Holm)", "paired df"} <= set(shown.columns)
     counted = stats_table(stats, tables["ngd_vs_sgd"]["llc"])
     assert counted.loc[0, "NGD LLC"].endswith("(n=2; 1 NaN left out: 1 diverged)")
     assert counted.loc[0, "SGD LLC"].endswith("(n=3)")
@@ -193,7 +248,7 @@ def test_llc_convergence_ends_at_each_chain_estimate(config, tables):
     spec = spec_of(config, "ngd_vs_sgd")
     part = split_runs(tables["ngd_vs_sgd"])[("ffnn-1x16", 1)]
     fig = run_figures.llc_convergence(part["llc"], part["llc_trace"], spec, "t", max_points=7)
-    ngd = [t for t in fig.data if t.name.startswith("ngd")]
+    ngd = [t for t in fig.data if t.name == "ngd (epoch 4)"]
     row = part["llc"][(part["llc"]["optimizer"] == "ngd") & (part["llc"]["epoch"] == 4)]
     assert len(ngd) == 2 and all(len(t.x) <= 7 for t in ngd)
     assert [t.y[-1] for t in ngd] == pytest.approx(list(row["llc_per_chain"].item()), rel=1e-5)
@@ -202,7 +257,7 @@ def test_llc_convergence_ends_at_each_chain_estimate(config, tables):
 def test_read_tables_reads_only_last_epoch_draws(tmp_path, tables):
     for name in ("llc", "llc_trace"):
         tables["ngd_vs_sgd"][name].to_parquet(tmp_path / f"{name}.parquet")
-    read = read_tables([tmp_path / "llc.parquet", tmp_path / "llc_trace.parquet"])
+    read = read_tables([tmp_path / "llc.parquet", tmp_path / "llc_trace.parquet"], [])
     assert set(read["llc_trace"]["epoch"]) == {3, 4}  # 3: last of the run that diverged
     assert len(read["llc"]) == len(tables["ngd_vs_sgd"]["llc"])
 
@@ -381,6 +436,7 @@ def test_transition_brackets_the_largest_loss_drop(config, tables):
         part["training"], part["hessian_density"], part["fisher_density"], spec, "t"
     )
     assert drops[0]["before"] == DROP_EPOCH - 1 and drops[0]["after"] == DROP_EPOCH
+    assert drops[0]["chosen"] == "largest drop"
     names = {t.name for t in fig.data}
     assert names == {f"sgd before (epoch {DROP_EPOCH - 1})", f"sgd after (epoch {DROP_EPOCH})"}
     assert {t.xaxis for t in fig.data} == {"x", "x2"}  # Hessian left, Fisher right
@@ -489,6 +545,7 @@ def test_report_shows_statistics_diagnostics_and_provenance(report_html):
     assert "git commit" in report_html and ">torch<" in report_html
     assert "Wall time per rule" in report_html and ">train<" in report_html
     assert "Largest drop: sgd: epoch 2 → 3" in report_html
+    assert "bins: sgd epoch 2: 20 zero (2%); 1 below the bins (0.1%); sgd epoch 3" in report_html
     assert "Full configuration used" in report_html
 
 
@@ -500,20 +557,74 @@ def test_report_size_stays_small():
 
 def test_rule_inputs_leave_out_disabled_analyses():
     config = synthetic_config()
-    standard = study_tables(config, "ngd_vs_sgd")
-    assert "results/ngd_vs_sgd/tables/llc_trace.parquet" in standard and len(standard) == 11
-    assert "results/ngd_vs_sgd/tables/llc_rank.parquet" in standard
-    phase = {p.rsplit("/", 1)[1] for p in study_tables(config, "phase_transitions")}
-    assert phase == {
-        f"{n}.parquet"
-        for n in ("training", "steps", "hessian", "hessian_density", "hessian_eigenvalues")
-        + ("fisher", "fisher_density")
-    }
-    report = report_tables(config)
-    assert "results/phase_transitions/tables/llc.parquet" not in report
-    assert "results/minimally_singular/tables/toy.parquet" in report
+    hessian, fisher = layout.ANALYSIS_TABLES["hessian"], layout.ANALYSIS_TABLES["fisher"]
+    standard = layout.study_tables(config, "ngd_vs_sgd")
+    llc = ("llc", "llc_trace", "generalisation", "llc_difference")
+    names = ("training", "steps", *llc, *hessian, *fisher, "llc_rank")
+    assert standard == [f"results/ngd_vs_sgd/tables/{n}.parquet" for n in names]
+    phase = {p.rsplit("/", 1)[1] for p in layout.study_tables(config, "phase_transitions")}
+    assert phase == {f"{n}.parquet" for n in ("training", "steps", *hessian, *fisher)}
+    report = layout.report_inputs(config)
+    assert not {"phase_transitions.llc", "phase_transitions.llc_difference"} & set(report)
+    tables = "results/phase_transitions/tables"
+    assert report["phase_transitions.hessian"] == f"{tables}/hessian.parquet"
+    assert report["ngd_vs_sgd.llc_difference"] == "results/ngd_vs_sgd/tables/llc_difference.parquet"
+    assert report["minimally_singular.toy"] == "results/minimally_singular/tables/toy.parquet"
+    assert report["minimally_singular.figures"] == "results/minimally_singular/figures"
     spec = study_spec(config, "ngd_vs_sgd_swap")
     assert spec["optimizers"] == [["sgd", "sgd"], ["ngd", "ngd"]] and spec["swap_epoch"] == 2
+
+
+def test_report_inputs_are_grouped_by_part():
+    config = synthetic_config()
+    parts = layout.inputs_by_part({**layout.report_inputs(config), "code": ["report.py"]})
+    assert list(parts) == [*config["studies"], "minimally_singular"]
+    assert parts["ngd_vs_sgd"]["figures"] == "results/ngd_vs_sgd/figures"
+    assert set(parts["phase_transitions"]) == {"figures", "training", "hessian"}
+
+
+def test_report_reads_its_declared_inputs_only(tmp_path, monkeypatch):
+    """Built from inputs copied outside any results/ folder under unrelated names, the report
+    is the same, and every file it opens is one of its inputs or inside an input folder: a
+    results/ folder in the working directory, with an undeclared LLC difference of a study
+    without LLC, is not touched."""
+    from sltgeom.report import html
+
+    config = synthetic_config()
+    built = synthetic_report().parent  # results/ of the synthetic workflow
+    elsewhere = tmp_path / "elsewhere"
+    inputs = {}
+    for i, (key, path) in enumerate(layout.report_inputs(config).items()):
+        source, target = built.parent / path, elsewhere / f"input{i}"
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+        inputs[key] = target
+    shutil.copytree(built, tmp_path / "results")
+    decoy = tmp_path / "results" / "phase_transitions" / "tables" / "llc_difference.parquet"
+    shutil.copy(built / "ngd_vs_sgd" / "tables" / "llc_difference.parquet", decoy)
+    opened = []
+    read_parquet, read_text = pd.read_parquet, Path.read_text
+    monkeypatch.setattr(
+        pd, "read_parquet", lambda p, *a, **k: opened.append(p) or read_parquet(p, *a, **k)
+    )
+    monkeypatch.setattr(
+        Path, "read_text", lambda p, *a, **k: opened.append(p) or read_text(p, *a, **k)
+    )
+    monkeypatch.chdir(tmp_path)
+    out = html.write_report(tmp_path / "report.html", config, inputs, tmp_path / "none", tmp_path)
+    declared = [Path(p) for p in inputs.values()]
+    absolute = [Path(p).absolute() for p in opened]
+    ours = [p for p in absolute if p.is_relative_to(tmp_path)]  # not package metadata
+    assert ours and not [p for p in ours if not any(p.is_relative_to(d) for d in declared)]
+    assert decoy not in opened
+    text, reference = out.read_text(), (built / "report.html").read_text()
+    for anchor in ("study-ngd_vs_sgd", "study-phase_transitions", "minimally-singular"):
+        assert anchor in text
+    assert text.count('class="figure"') == reference.count('class="figure"') > 0
+    assert text.count("NGD − SGD LLC at the final epoch") == 2  # the two studies with an LLC
 
 
 # --------------------------------------------------------------------------- provenance

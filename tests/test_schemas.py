@@ -4,9 +4,9 @@ docs/tables.md, never a side effect."""
 import pandas as pd
 import pytest
 
+from sltgeom.layout import RUN_TABLES
 from sltgeom.schemas import (
     DETAIL_TABLE,
-    RUN_FILE,
     TABLES,
     SchemaError,
     concat_conformed,
@@ -23,7 +23,7 @@ SETTINGS = [
     "llc_max_retries", "llc_init_loss", "llc_nbeta_setting", "llc_step_rule", "llc_burn_in_rule",
 ]  # fmt: skip
 TRUST = ["llc_rhat", "llc_ess", "not_converged", "diverged_chains", "llc_retries", "hessian_top",
-         "pilot_acceptance", "burn_in_capped"]  # fmt: skip
+         "pilot_acceptance", "burn_in_capped", "burn_in_halvings"]  # fmt: skip
 PINNED = {
     "training": [*KEY, "train_loss", "train_acc", "val_loss", "val_acc", "ngd_fallbacks",
                  "train_loss_running", "update_norm_mean", "seconds", "diverged", "device"],
@@ -49,12 +49,16 @@ PINNED = {
     "fisher": [*KEY, "fisher_trace", "fisher_diag_max", "fisher_diag_q0.5", "fisher_diag_q0.9",
                "fisher_diag_q0.99", "kfac_trace", "kfac_max", "n_params", "n_samples"],
     "fisher_density": [*KEY, "log10_eigenvalue", "density"],
+    "fisher_diag_histogram": [*KEY, "kind", "log10_low", "log10_high", "count", "fraction",
+                              "density"],
     "generalisation": [*KEY, "train_loss", "llc_mean", "n", "gen_estimate", "val_loss",
                        "gap_estimate", "gap_observed"],
     "llc_difference": ["study", "architecture", "ngd", "sgd", "epoch", "n_ngd", "n_sgd",
                        "llc_ngd_mean", "llc_ngd_std", "llc_sgd_mean", "llc_sgd_std",
                        "difference", "ci_low", "ci_high", "confidence", "df", "t", "p_value",
-                       "flagged_ngd", "flagged_sgd"],
+                       "p_value_holm", "n_pairs", "unpaired_seeds", "paired_difference",
+                       "paired_ci_low", "paired_ci_high", "paired_df", "paired_t",
+                       "paired_p_value", "paired_p_value_holm", "flagged_ngd", "flagged_sgd"],
     "toy_trace": ["dimension", "r", "seed", "chain", "draw", "loss"],
     "toy": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank", "rank_is_estimate",
             "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic", "mala_acceptance",
@@ -97,7 +101,7 @@ PINNED.update(LAZY_PINNED)
 def test_every_table_is_pinned():
     assert {name: list(cols) for name, cols in TABLES.items()} == PINNED
     study_level = {"generalisation", "llc_difference", "llc_rank", "toy", "toy_trace"}
-    assert set(RUN_FILE) | study_level | set(LAZY_PINNED) == set(TABLES)
+    assert set(RUN_TABLES) | study_level | set(LAZY_PINNED) == set(TABLES)
     assert set(DETAIL_TABLE) | set(DETAIL_TABLE.values()) <= set(TABLES)
 
 

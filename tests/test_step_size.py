@@ -13,9 +13,10 @@ from conftest import SCHEMA
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
+from sltgeom.architectures import architecture_name
 from sltgeom.checkpoint import list_checkpoints, load_checkpoint
 from sltgeom.config import ConfigError, study_runs, validate_config
-from sltgeom.models import architecture_name, build_model, count_parameters
+from sltgeom.models import build_model, count_parameters
 from sltgeom.schemas import TABLES
 from sltgeom.step_size import (
     MinibatchLoss,
@@ -216,13 +217,13 @@ def make_run(spec, probe=None, epochs=2):
         "study": "t", "architecture": "ffnn-16-8", "optimizer": spec["type"], "seed": 0,
         "dataset": "digits", "protocol": "standard",
         "arch_spec": {"type": "ffnn", "widths": [16, 8]}, "optim_spec": spec,
-        "batch_size": 64, "start_epoch": 0, "epochs": epochs,
+        "batch_size": 64, "start_epoch": 0, "end_epoch": epochs,
     }  # fmt: skip
     return run if probe is None else {**run, "step_size": probe}
 
 
 def train(run, digits_path, folder):
-    names = ("epochs", "steps", "step_size")
+    names = ("training", "steps", "step_size")
     outputs = {"checkpoints": folder / "checkpoints", **{n: folder / f"{n}.parquet" for n in names}}
     return train_run(run, digits_path, outputs, device="cpu", progress=False)
 
@@ -276,7 +277,7 @@ def test_probe_rows_survive_a_run_killed_while_probing(digits_path, tmp_path, mo
 
 
 def test_a_probed_run_needs_a_step_size_output(digits_path, tmp_path):
-    outputs = {"checkpoints": tmp_path / "c", "epochs": tmp_path / "e", "steps": tmp_path / "s"}
+    outputs = {"checkpoints": tmp_path / "c", "training": tmp_path / "t", "steps": tmp_path / "s"}
     with pytest.raises(ValueError, match="step_size"):
         train_run(make_run(SGD, PROBE), digits_path, outputs, device="cpu", progress=False)
 

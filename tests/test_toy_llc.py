@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.llc_settings import llc_settings
 from sltgeom.analysis.toy import MinimallySingular, minimally_singular_loss, toy_problem
 
 D = 10_000  # the flat d − r directions do not enter λ̂; d = 10⁵ (seed 002) is in bench_known_llc

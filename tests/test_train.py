@@ -16,14 +16,14 @@ def make_run(optimizer="sgd", spec=SGD, start=0, epochs=3, **extra):
     return {
         "study": "t", "architecture": "ffnn-1x16", "optimizer": optimizer, "seed": 0,
         "dataset": "digits", "protocol": "standard", "arch_spec": ARCH, "optim_spec": spec,
-        "batch_size": 64, "start_epoch": start, "epochs": epochs, **extra,
+        "batch_size": 64, "start_epoch": start, "end_epoch": epochs, **extra,
     }  # fmt: skip
 
 
 def outputs(folder):
     return {
         "checkpoints": folder / "checkpoints",
-        "epochs": folder / "epochs.parquet",
+        "training": folder / "training.parquet",
         "steps": folder / "steps.parquet",
     }
 
@@ -80,7 +80,7 @@ def test_killed_run_resumes_to_the_same_result(digits_path, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         train(make_run(spec=spec), digits_path, tmp_path / "run")
     assert set(list_checkpoints(tmp_path / "run" / ".partial")) == {0, 1, 2}
-    assert not (tmp_path / "run" / "epochs.parquet").exists()
+    assert not (tmp_path / "run" / "training.parquet").exists()
     monkeypatch.setattr(train_module, "_advance", advance)
     resumed = train(make_run(spec=spec), digits_path, tmp_path / "run")
     pd.testing.assert_frame_equal(metrics(resumed), metrics(reference))
@@ -105,12 +105,16 @@ def test_divergence_stops_cleanly(digits_path, tmp_path):
     assert max(list_checkpoints(tmp_path / "checkpoints")) == bad - 1
 
 
-def test_swap_branches_start_from_the_trunk(digits_path, tmp_path):
+@pytest.mark.parametrize("state", ["fresh", "continue"])
+def test_swap_branches_start_from_the_trunk(digits_path, tmp_path, state):
     trunk = make_run("trunk", epochs=1, protocol="swap")
     train(trunk, digits_path, tmp_path / "trunk")
     trunk_ckpt = load_checkpoint(tmp_path / "trunk" / "checkpoints" / "epoch_001.pt")
+    trunk_momentum = [s["momentum_buffer"] for s in trunk_ckpt["optimizer"]["state"].values()]
+    assert trunk_momentum and all(bool(m.abs().sum() > 0) for m in trunk_momentum)
     for name, spec in [("sgd", SGD), ("ngd", NGD)]:
         branch = make_run(name, spec, start=1, epochs=2, protocol="swap")
+        branch["swap_optimizer_state"] = state
         epochs = train(
             branch,
             digits_path,
@@ -121,6 +125,30 @@ def test_swap_branches_start_from_the_trunk(digits_path, tmp_path):
         first = load_checkpoint(tmp_path / name / "checkpoints" / "epoch_001.pt")
         for key, value in trunk_ckpt["model"].items():
             assert torch.equal(first["model"][key], value)
-        same_optimizer = name == "sgd"
-        has_momentum = bool(first["optimizer"]["state"])
-        assert has_momentum == same_optimizer
+        # the optimizer state at the first step after the cut-off: SGD's momentum buffers are
+        # created (zero) at that step by a fresh optimizer, or are the trunk's on `continue`
+        momentum = [s["momentum_buffer"] for s in first["optimizer"]["state"].values()]
+        if name == "sgd" and state == "continue":
+            assert len(momentum) == len(trunk_momentum)
+            assert all(torch.equal(m, t) for m, t in zip(momentum, trunk_momentum, strict=True))
+        else:
+            assert first["optimizer"]["state"] == {}  # NGD never takes over SGD's state
+
+
+def test_fresh_and_continued_sgd_branches_differ_after_the_cut_off(digits_path, tmp_path):
+    trunk = make_run("trunk", epochs=1, protocol="swap")
+    train(trunk, digits_path, tmp_path / "trunk")
+    finals = {}
+    for state in ("fresh", "continue"):
+        branch = {
+            **make_run("sgd", start=1, epochs=2, protocol="swap"),
+            "swap_optimizer_state": state,
+        }
+        train(
+            branch,
+            digits_path,
+            tmp_path / state,
+            trunk_checkpoints=tmp_path / "trunk" / "checkpoints",
+        )
+        finals[state] = load_checkpoint(tmp_path / state / "checkpoints" / "epoch_002.pt")["model"]
+    assert any(not torch.equal(finals["fresh"][k], finals["continue"][k]) for k in finals["fresh"])

@@ -128,7 +128,7 @@ def _pending_after_edit(workflow_dir, edit) -> dict[str, set[str]]:
     original = config_path.read_text()
     config = yaml.safe_load(original)
     edit(config)
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))  # a user's edit keeps the order
     try:
         return pending(workflow_dir)
     finally:
@@ -143,7 +143,7 @@ def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
     run = "results/tiny/runs/ffnn-1x16/ngd/seed0"
     assert plan["train"] == {
         f"{run}/{n}"
-        for n in ("checkpoints", "epochs.parquet", "steps.parquet", "step_size.parquet")
+        for n in ("checkpoints", "training.parquet", "steps.parquet", "step_size.parquet")
     }
     for kind, detail in DETAIL_TABLE.items():
         tables = (kind, detail, *EXTRA_DETAIL.get(kind, ()))
@@ -167,6 +167,7 @@ def test_editing_llc_settings_reruns_llc_only(workflow_dir):
     tables = {f"results/tiny/tables/{n}.parquet" for n in ("llc", "llc_trace")}
     assert plan["study_table"] == tables
     assert plan["generalisation"] == {"results/tiny/tables/generalisation.parquet"}
+    assert plan["llc_difference"] == {"results/tiny/tables/llc_difference.parquet"}
     assert not {"train", "hessian", "fisher", "minimally_singular", "toy_figures"} & set(plan)
 
 
@@ -212,6 +213,7 @@ def test_editing_hvp_reruns_exactly_the_jobs_that_import_it(workflow_dir):
     finished = {"dataset", "train"}  # upstream: nothing of theirs reruns
     assert not finished & set(plan)
     downstream = {"study_table", "toy_table", "toy_trace_table", "generalisation", "llc_rank"}
+    downstream.add("llc_difference")
     assert set(plan) <= importers | downstream | {"figures", "toy_figures", "report"}
     tables = {path.rsplit("/", 1)[1].removesuffix(".parquet") for path in plan["study_table"]}
     assert {"hessian", "hessian_density", "fisher", "fisher_density"} <= tables

@@ -7,10 +7,14 @@ For every (study, architecture) of the config, on random data of the dataset's s
 - ``llc``: the fixed cost (L(w*) on the training set) and the seconds per sampler step, from two
   short runs of the study's sampler settings (``--llc-draws`` and twice that), extrapolated to
   burn-in + draws, × the checkpoints a job analyses;
-- ``hessian``, ``fisher``: one checkpoint at the study's settings × the checkpoints per job.
+- ``hessian``, ``fisher``: one checkpoint at the study's settings × the checkpoints per job;
+- ``minimally_singular``, ``lazy_training``: every job of the config's ``minimally_singular:``
+  (one per rank × seed) and ``lazy_training:`` (one per experiment) blocks, run for real.
 
 It prints minutes per job next to the configured ``resources.<rule>.runtime``, marks jobs that
-would outrun it, and sums job-hours (wall time summed over jobs) per study. A swap study's
+would outrun it, sums job-hours (wall time summed over jobs) per study, and ends with the
+job-hours of every rule over the whole config and their total (the table and figure rules take
+seconds and are left out). A swap study's
 trunks train and analyse fewer epochs than its branches: its figures are upper bounds. Use it
 to size a cluster profile: run it on a compute node (``--device cuda`` on a GPU node) with the
 threads its jobs get.
@@ -26,25 +30,34 @@ import math
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import yaml
 
-from sltgeom.analysis.checkpoints import select_epochs
 from sltgeom.analysis.llc import estimate_llc
-from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.llc_settings import llc_settings
 from sltgeom.analysis.measurement import measure_function
-from sltgeom.config import architectures, optimizer_variants, study_runs, validate_config
+from sltgeom.analysis.toy import toy_measurement
+from sltgeom.config import (
+    architectures,
+    optimizer_variants,
+    select_epochs,
+    study_runs,
+    validate_config,
+)
 from sltgeom.data.registry import get_spec
+from sltgeom.lazy_training.experiments import run_experiment
 from sltgeom.models import count_parameters, init_model
 from sltgeom.optim import build_optimizer
 from sltgeom.train import RunState, evaluate, train_epoch
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SIZE = {"digits": 1437, "mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
-KINDS = ("train", "llc", "hessian", "fisher")
+RUN_KINDS = ("train", "llc", "hessian", "fisher")
+KINDS = (*RUN_KINDS, "minimally_singular", "lazy_training")
 
 
 def fake_data(dataset: str, device: torch.device):
@@ -111,7 +124,7 @@ def llc_checkpoint(settings, model, data, short: int) -> float:
 
 
 def checkpoints_per_job(name: str, study) -> int:
-    selection = study["analysis"]["epochs"]
+    selection = study["analysis"]["checkpoints"]
     return max(len(select_epochs(run, selection)) for run in study_runs(name, study))
 
 
@@ -127,27 +140,83 @@ def job_minutes(kind, name, study, spec, data, device, args) -> float:
     return checkpoints_per_job(name, study) * per_checkpoint / 60
 
 
-def report_study(name, study, config, device, args) -> float:
-    """Prints one line per (architecture, kind); returns the study's job-hours."""
+def print_job(name, label, size, kind, minutes, jobs, limit) -> None:
+    mark = "  OVER the runtime" if minutes > limit else ""
+    print(
+        f"{name:24s} {label:12s} {size:>9,d} {kind:8s} {minutes:9.2f} min/job "
+        f"× {jobs} jobs (runtime {limit} min){mark}",
+        flush=True,
+    )
+
+
+def report_study(name, study, config, device, args) -> dict[str, float]:
+    """Prints one line per (architecture, kind); returns the study's job-hours per rule."""
     data = fake_data(study["dataset"], device)
     runs_per_arch = len(study_runs(name, study)) // len(architectures(study))
-    total = 0.0
+    hours = dict.fromkeys((k for k in args.kinds if k in RUN_KINDS), 0.0)
     for arch, spec in architectures(study).items():
         params = count_parameters(model_for(spec, data, device))
-        for kind in args.kinds:
+        for kind in hours:
             if kind != "train" and not study["analysis"][kind]["enabled"]:
                 continue
             minutes = job_minutes(kind, name, study, spec, data, device, args)
+            hours[kind] += minutes / 60 * runs_per_arch
             limit = config["resources"][kind]["runtime"]
-            total += minutes / 60 * runs_per_arch
-            mark = "  OVER the runtime" if minutes > limit else ""
-            print(
-                f"{name:24s} {arch:12s} {params:>9,d} {kind:8s} {minutes:9.2f} min/job "
-                f"× {runs_per_arch} jobs (runtime {limit} min){mark}",
-                flush=True,
-            )
-    print(f"{name}: about {total:.1f} job-hours on {device}\n", flush=True)
-    return total
+            print_job(name, arch, params, kind, minutes, runs_per_arch, limit)
+    print(f"{name}: about {sum(hours.values()):.1f} job-hours on {device}\n", flush=True)
+    return hours
+
+
+def toy_hours(config, device) -> float:
+    """Runs every job of the minimally singular study (one per rank × seed) on ``device``."""
+    toy, hours = config["minimally_singular"], 0.0
+    limit = config["resources"]["minimally_singular"]["runtime"]
+    rank = {
+        "rank_oversampling": toy["rank_oversampling"],
+        "rank_max_probes": toy["rank_max_probes"],
+    }
+    for r in toy["ranks"]:
+        settings = llc_settings(toy["llc"], seed=0)
+        job = partial(toy_measurement, toy["dimension"], r, 0, settings, toy["n"], **rank)
+        with torch.device(device):
+            minutes = seconds(job) / 60
+        hours += minutes / 60 * len(toy["seeds"])
+        jobs = len(toy["seeds"])
+        print_job(
+            "minimally_singular",
+            f"r{r}",
+            toy["dimension"],
+            "minimally_singular",
+            minutes,
+            jobs,
+            limit,
+        )
+    return hours
+
+
+def lazy_hours(config) -> float:
+    """Runs every lazy-training experiment (one job each; they run on the CPU in float64)."""
+    hours, limit = 0.0, config["resources"]["lazy_training"]["runtime"]
+    for name, settings in (config["lazy_training"] or {}).items():
+        if settings is not None:
+            minutes = seconds(lambda n=name, s=settings: run_experiment(n, s)) / 60
+            hours += minutes / 60
+            print_job("lazy_training", name, 0, "lazy_training", minutes, 1, limit)
+    return hours
+
+
+def rule_hours(config, device, args) -> dict[str, float]:
+    """Job-hours per rule over the whole config (each study's lines printed on the way)."""
+    studies = args.study or list(config["studies"])
+    totals: dict[str, float] = {}
+    for name in studies:
+        for kind, h in report_study(name, config["studies"][name], config, device, args).items():
+            totals[kind] = totals.get(kind, 0.0) + h
+    if "minimally_singular" in args.kinds and config.get("minimally_singular") and not args.study:
+        totals["minimally_singular"] = toy_hours(config, device)
+    if "lazy_training" in args.kinds and config.get("lazy_training") and not args.study:
+        totals["lazy_training"] = lazy_hours(config)
+    return totals
 
 
 def main(argv=None) -> int:
@@ -164,9 +233,11 @@ def main(argv=None) -> int:
     config = yaml.safe_load(Path(args.configfile).read_text())
     config = validate_config(config, REPO / "config/schema.yaml")
     device = torch.device(args.device)
-    studies = args.study or list(config["studies"])
-    total = sum(report_study(s, config["studies"][s], config, device, args) for s in studies)
-    print(f"all: about {total:.1f} job-hours on {device}")
+    totals = rule_hours(config, device, args)
+    print(f"job-hours per rule on {device} with {args.threads} thread(s):")
+    for kind, hours in totals.items():
+        print(f"  {kind:20s} {hours:10.2f}")
+    print(f"all: about {sum(totals.values()):.1f} job-hours on {device}")
     return 0
 
 

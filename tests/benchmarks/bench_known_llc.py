@@ -18,7 +18,9 @@ import torch
 
 from sltgeom.analysis.known_llc import CASES, validate_case
 
-HEADER = "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | retries | R̂ | ESS | seconds"
+HEADER = (
+    "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | halvings | retries | R̂ | ESS | seconds"
+)
 
 
 def _theory(row) -> str:
@@ -42,7 +44,8 @@ def main() -> int:
         print(
             f"{name} | {_theory(row)} | {row['llc_mean']:.2f} ± {2 * row['llc_sem']:.2f} | "
             f"{row['ratio']:.3f} | {row['llc_step_size']:.2e} | {row['llc_burn_in']} | "
-            f"{row['burn_in_capped']} | {row['llc_retries']} | {row['llc_rhat']:.3f} | "
+            f"{row['burn_in_capped']} | {row['burn_in_halvings']} | {row['llc_retries']} | "
+            f"{row['llc_rhat']:.3f} | "
             f"{row['llc_ess']:.0f} | "
             f"{time.perf_counter() - start:.0f}",
             flush=True,

@@ -1,7 +1,7 @@
 # One job per (run, analysis): a study with many runs spreads over many cluster jobs, and each
 # analysis reruns only when its own settings (params) or code change.
 
-for kind, detail in DETAIL_TABLE.items():
+for kind, (_, detail, *extra) in layout.ANALYSIS_TABLES.items():
 
     rule:
         name:
@@ -11,10 +11,7 @@ for kind, detail in DETAIL_TABLE.items():
             dataset=dataset_of,
             code=code_of("../scripts/analyse.py", MEASURE_MODULES[kind]),
         output:
-            **{
-                name: f"{RUN_PATTERN}/{name}.parquet"
-                for name in EXTRA_DETAIL.get(kind, ())
-            },
+            **{name: f"{RUN_PATTERN}/{name}.parquet" for name in extra},
             table=f"{RUN_PATTERN}/{kind}.parquet",
             detail=f"{RUN_PATTERN}/{detail}.parquet",
         log:
@@ -32,7 +29,7 @@ for kind, detail in DETAIL_TABLE.items():
             kind=kind,
             run=run_of,
             settings=settings_of(kind),
-            epochs=epochs_of,
+            selection=checkpoints_of,
             device=config["device"],
             progress=config["progress"],
         script:
@@ -47,7 +44,7 @@ rule calibrate_llc_checkpoint:
         dataset=dataset_of,
         code=code_of("../scripts/calibrate_llc.py"),
     output:
-        "results/{study}/calibration/{architecture}/{optimizer}/seed{seed}/epoch{epoch}.parquet",
+        f"{layout.CALIBRATION}.parquet",
     log:
         "logs/calibrate_llc/{study}/{architecture}/{optimizer}/seed{seed}/epoch{epoch}.log",
     benchmark:

@@ -6,10 +6,11 @@ import yaml
 # workflow/scripts/sltgeom_path.py).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
+from sltgeom import layout
 from sltgeom.analysis import MEASURE_MODULES
 from sltgeom.codedeps import code_inputs
-from sltgeom.config import TRUNK, all_runs, canonical, run_dir, validate_config
-from sltgeom.schemas import DETAIL_TABLE, EXTRA_DETAIL, RUN_FILE, lazy_tables
+from sltgeom.config import all_runs, canonical, validate_config
+from sltgeom.layout import RUN_PATTERN, TRUNK, run_dir
 from snakemake.logging import logger
 
 
@@ -29,7 +30,6 @@ if workflow.overwrite_configfiles:
 validate_config(config, workflow.source_path("../../config/schema.yaml"))
 
 RUNS = {run_dir(run): run for run in all_runs(config)}
-RUN_PATTERN = "results/{study}/runs/{architecture}/{optimizer}/seed{seed}"
 LIBRARY = Path(workflow.basedir) / "workflow" / "sltgeom"
 
 
@@ -95,45 +95,10 @@ def dataset_of(wildcards):
     return f"resources/datasets/{run_of(wildcards)['dataset']}.pt"
 
 
-def analyses_of(study):
-    """The per-checkpoint analyses (llc, hessian, fisher) enabled for a study."""
-    analysis = config["studies"][study]["analysis"]
-    return [kind for kind in DETAIL_TABLE if analysis[kind]["enabled"]]
-
-
-def tables_of(study):
-    """Names of a study's tables: training, steps, step_size (when probed), its analyses',
-    the LLC against rank/2 (with LLC and Hessian)."""
-    names = ["training", "steps"]
-    if config["studies"][study]["probes"]["step_size"] is not None:
-        names.append("step_size")
-    for kind in analyses_of(study):
-        names += [kind, DETAIL_TABLE[kind], *EXTRA_DETAIL.get(kind, ())]
-    if "llc" in analyses_of(study):
-        names.append("generalisation")
-    if {"llc", "hessian"} <= set(analyses_of(study)):
-        names.append("llc_rank")
-    return names
-
-
-def result_tables():
-    tables = [
-        f"results/{study}/tables/{name}.parquet"
-        for study in config["studies"]
-        for name in tables_of(study)
-    ]
-    if config["minimally_singular"] is not None:
-        tables.append("results/minimally_singular/tables/toy.parquet")
-        tables.append("results/minimally_singular/tables/toy_trace.parquet")
-    tables += [path for e in lazy_experiments() for path in lazy_outputs(e)]
-    return tables
-
-
 def run_tables(wildcards):
     """The per-run files a study table concatenates."""
-    name = RUN_FILE[wildcards.table]
     runs = [path for path, run in RUNS.items() if run["study"] == wildcards.study]
-    return [f"{path}/{name}.parquet" for path in runs]
+    return [f"{path}/{wildcards.table}.parquet" for path in runs]
 
 
 def settings_of(kind):
@@ -149,18 +114,17 @@ def settings_of(kind):
 
 def calibration_targets():
     """Last checkpoint of the first seed of every (architecture, optimizer) with LLC enabled."""
-    pattern = "results/{study}/calibration/{architecture}/{optimizer}/seed{seed}"
     targets = []
     for run in RUNS.values():
         study = config["studies"][run["study"]]
-        if "llc" in analyses_of(run["study"]) and run["seed"] == study["seeds"][0]:
-            folder = pattern.format(**run)
-            targets.append(f"{folder}/epoch{run['epochs']}.parquet")
+        if "llc" in layout.analyses(study) and run["seed"] == study["seeds"][0]:
+            targets.append(layout.calibration_table(run, run["end_epoch"]))
     return targets
 
 
-def epochs_of(wildcards):
-    return config["studies"][wildcards.study]["analysis"]["epochs"]
+def checkpoints_of(wildcards):
+    """Params function: which checkpoints of a study's runs are analysed."""
+    return config["studies"][wildcards.study]["analysis"]["checkpoints"]
 
 
 TOY = config["minimally_singular"]
@@ -168,21 +132,10 @@ TOY = config["minimally_singular"]
 
 def toy_points(suffix="parquet"):
     return expand(
-        f"results/minimally_singular/r{{r}}/seed{{seed}}.{suffix}",
+        f"{layout.TOY_POINT}.{suffix}",
         r=TOY["ranks"],
         seed=TOY["seeds"],
     )
 
 
 LAZY = config["lazy_training"] or {}
-
-
-def lazy_experiments():
-    """The lazy-training experiments that are switched on (not null)."""
-    return [name for name, settings in LAZY.items() if settings is not None]
-
-
-def lazy_outputs(experiment):
-    """The tables one lazy-training experiment's job writes."""
-    folder = "results/lazy_training/tables"
-    return [f"{folder}/{table}.parquet" for table in lazy_tables(experiment)]

@@ -3,7 +3,7 @@
 # Tiny float64 models: the jobs run on the CPU whatever `device` says.
 
 
-for experiment in lazy_experiments():
+for experiment in layout.lazy_experiments(config):
 
     rule:
         name:
@@ -11,7 +11,7 @@ for experiment in lazy_experiments():
         input:
             code=code_of("../scripts/lazy_training.py"),
         output:
-            lazy_outputs(experiment),
+            **layout.lazy_outputs(experiment),
         log:
             f"logs/lazy_training/{experiment}.log",
         benchmark:

@@ -3,8 +3,8 @@ rule minimally_singular:
     input:
         code=code_of("../scripts/minimally_singular.py"),
     output:
-        row="results/minimally_singular/r{r}/seed{seed}.parquet",
-        trace="results/minimally_singular/r{r}/seed{seed}.trace.parquet",
+        row=f"{layout.TOY_POINT}.parquet",
+        trace=f"{layout.TOY_POINT}.trace.parquet",
     log:
         "logs/minimally_singular/r{r}/seed{seed}.log",
     benchmark:
@@ -30,7 +30,7 @@ rule toy_table:
         runs=toy_points() if TOY else [],
         code=code_of("../scripts/concat_tables.py"),
     output:
-        "results/minimally_singular/tables/toy.parquet",
+        layout.table_path(layout.TOY, "toy"),
     log:
         "logs/toy_table.log",
     conda:
@@ -46,7 +46,7 @@ rule toy_trace_table:
         runs=toy_points("trace.parquet") if TOY else [],
         code=code_of("../scripts/concat_tables.py"),
     output:
-        "results/minimally_singular/tables/toy_trace.parquet",
+        layout.table_path(layout.TOY, "toy_trace"),
     log:
         "logs/toy_trace_table.log",
     conda:

@@ -1,6 +1,6 @@
 # Figures and the HTML report, from the Parquet tables alone (no checkpoint is loaded). Editing
-# plotting code or the `report:` options reruns only the figures and the report. Input helpers:
-# sltgeom/report/inputs.py.
+# plotting code or the `report:` options reruns only the figures and the report. Which tables
+# each reads: sltgeom/layout.py; the study specs: sltgeom/report/inputs.py.
 from functools import partial
 
 from sltgeom.report import inputs
@@ -12,23 +12,21 @@ report: "../report/workflow.rst"
 REPORT = config.get("report", {})
 FIGURE_OPTIONS = {k: v for k, v in REPORT.items() if k != "title"}
 STUDY_NAMES = "|".join(config["studies"])
-study_tables = partial(inputs.study_tables, config)  # study -> its tables' paths
 study_spec = partial(inputs.study_spec, config)
 
 
 rule figures:
     input:
-        tables=lambda wildcards: study_tables(wildcards.study),
+        tables=lambda wildcards: layout.study_tables(config, wildcards.study),
         code=code_of("../scripts/figures.py"),
     output:
         figures=report(
-            directory("results/{study}/figures"),
+            directory(layout.figures_dir("{study}")),
             patterns=["{figure}.png"],
             caption="../report/figures.rst",
             category="{study}",
             labels={"study": "{study}", "figure": "{figure}"},
         ),
-        stats="results/{study}/tables/llc_difference.parquet",
     log:
         "logs/figures/{study}.log",
     benchmark:
@@ -46,12 +44,12 @@ rule figures:
 
 rule toy_figures:
     input:
-        toy="results/minimally_singular/tables/toy.parquet",
-        trace="results/minimally_singular/tables/toy_trace.parquet",
+        toy=layout.table_path(layout.TOY, "toy"),
+        trace=layout.table_path(layout.TOY, "toy_trace"),
         code=code_of("../scripts/figures.py"),
     output:
         figures=report(
-            directory("results/minimally_singular/figures"),
+            directory(layout.figures_dir(layout.TOY)),
             patterns=["{figure}.png"],
             caption="../report/toy_figures.rst",
             category="minimally_singular",
@@ -71,11 +69,11 @@ rule toy_figures:
 
 rule lazy_figures:
     input:
-        tables=inputs.lazy_table_paths(config),
+        tables=layout.lazy_table_paths(config),
         code=code_of("../scripts/figures.py"),
     output:
         figures=report(
-            directory("results/lazy_training/figures"),
+            directory(layout.figures_dir(layout.LAZY)),
             patterns=["{figure}.png"],
             caption="../report/lazy_figures.rst",
             category="lazy_training",
@@ -95,15 +93,11 @@ rule lazy_figures:
 
 rule report:
     input:
-        figures=expand("results/{study}/figures", study=config["studies"]),
-        stats=expand(
-            "results/{study}/tables/llc_difference.parquet", study=config["studies"]
-        ),
-        tables=inputs.report_tables(config),
+        **layout.report_inputs(config),
         code=code_of("../scripts/report.py"),
     output:
         report(
-            "results/report.html",
+            layout.REPORT,
             caption="../report/report.rst",
             category="Report",
         ),

@@ -5,7 +5,7 @@ rule train:
         code=code_of("../scripts/train.py"),
     output:
         checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
-        epochs=f"{RUN_PATTERN}/epochs.parquet",
+        training=f"{RUN_PATTERN}/training.parquet",
         steps=f"{RUN_PATTERN}/steps.parquet",
         step_size=f"{RUN_PATTERN}/step_size.parquet",
     log:

@@ -5,7 +5,7 @@ import sys
 import sltgeom_path
 import torch
 
-from sltgeom.analysis.checkpoints import analyse_run
+from sltgeom.analysis.stage import analyse_run
 
 sys.stderr = open(snakemake.log[0], "w")
 torch.set_num_threads(snakemake.threads)
@@ -17,7 +17,7 @@ analyse_run(
     snakemake.input.dataset,
     snakemake.params.settings,
     dict(snakemake.output.items()),
-    epochs=snakemake.params.epochs,
+    selection=snakemake.params.selection,
     device=snakemake.params.device,
     progress=snakemake.params.progress,
 )

@@ -29,5 +29,4 @@ else:
         snakemake.params.study,
         snakemake.params.options,
         snakemake.output.figures,
-        snakemake.output.stats,
     )

@@ -17,8 +17,8 @@ name = snakemake.params.experiment
 start = time.perf_counter()
 print(f"lazy_training.{name} on cpu (float64), {snakemake.threads} thread(s)", file=sys.stderr)
 tables = run_experiment(name, snakemake.params.settings, snakemake.params.progress)
-for path in snakemake.output:
-    table = tables[path.rsplit("/", 1)[1].removesuffix(".parquet")]
+for name, path in snakemake.output.items():  # named after the tables
+    table = tables[name]
     numbers = table.select_dtypes("number").to_numpy(float)
     if not np.isfinite(numbers).all():
         print(f"warning: {path} holds non-finite values (diverged runs)", file=sys.stderr)

@@ -6,12 +6,12 @@ import pandas as pd
 import sltgeom_path
 import torch
 
-from sltgeom.analysis.checkpoints import analysis_seed
-from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.llc_settings import llc_settings
+from sltgeom.analysis.stage import analysis_seed
 from sltgeom.analysis.toy import toy_measurement
+from sltgeom.device import resolve_device
 from sltgeom.schemas import conform
 from sltgeom.tables import write_parquet
-from sltgeom.train import resolve_device
 
 sys.stderr = open(snakemake.log[0], "w")
 torch.set_num_threads(snakemake.threads)

@@ -1,4 +1,5 @@
-"""The single-file HTML report (results/report.html) from the figure folders and tables."""
+"""The single-file HTML report (results/report.html) from the figure folders and tables that
+are the rule's named inputs."""
 
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ sys.stderr = open(snakemake.log[0], "w")
 write_report(
     snakemake.output[0],
     snakemake.params.config,
-    results=Path(snakemake.output[0]).parent,
+    dict(snakemake.input.items()),
     benchmarks=snakemake.params.benchmarks,
     root=Path(snakemake.scriptdir).parents[1],
     title=snakemake.params.title,

@@ -9,22 +9,28 @@ step-size probe's settings for the probed architectures and is absent otherwise.
 
 ``standard`` protocol: every optimizer variant trains from the same seed-controlled initial
 weights. ``swap`` protocol: the ``swap.from`` optimizer trains a ``trunk`` run to ``swap.epoch``,
-then every optimizer variant (the ``from`` one included) continues from that checkpoint.
+then every optimizer variant (the ``from`` one included) continues from that checkpoint with a
+fresh optimizer, or (``swap.optimizer_state: continue``) the ``from`` one with the trunk's
+optimizer state; the branch runs carry the setting as ``run["swap_optimizer_state"]``.
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from .models import architecture_name
+from .architectures import LENETS, architecture_name, lenet_features
+from .data.registry import DATASETS
+from .layout import RESERVED_STUDIES, TRUNK
 
-TRUNK = "trunk"
 ARCH_SIZES = ("hidden_layers", "hidden_nodes", "extra_conv_layers")
+# Keys of a study renamed since: (block, old name, new name); the old one is still read.
+RENAMED = (("analysis", "epochs", "checkpoints"),)
 
 
 class ConfigError(ValueError):
@@ -49,6 +55,7 @@ def _with_defaults(validator_class):
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Validate ``config`` in place against the JSON schema, fill defaults, check combinations."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    _rename_old_keys(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -59,14 +66,42 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     return config
 
 
+def _rename_old_keys(config: dict) -> None:
+    """Read each renamed key under its new name, with a warning (a FutureWarning: unlike a
+    DeprecationWarning, Python shows it to the user by default); both names given is an error."""
+    studies = config.get("studies")
+    for name, study in studies.items() if isinstance(studies, dict) else ():
+        for block, old, new in RENAMED:
+            section = study.get(block) if isinstance(study, dict) else None
+            if not isinstance(section, dict) or old not in section:
+                continue
+            where = f"studies.{name}.{block}"
+            if new in section:
+                raise ConfigError(
+                    f"config keys `{where}.{old}` and `{where}.{new}`: one setting given twice "
+                    f"(`{old}` is the old name of `{new}`); keep `{new}` only"
+                )
+            message = f"config key `{where}.{old}` is deprecated: it is now `{where}.{new}`"
+            # attributed to validate_config: Python drops a warning attributed to a Snakefile
+            warnings.warn(message, FutureWarning, stacklevel=2)
+            section[new] = section.pop(old)
+
+
 def _check_study(name: str, study: Mapping) -> None:
     where = f"studies.{name}"
+    if name in RESERVED_STUDIES:
+        raise ConfigError(
+            f"config key `studies.{name}`: the name is reserved (results/{name}/ holds "
+            f"another part of the workflow); choose another"
+        )
     if TRUNK in study["optimizers"]:
         raise ConfigError(f"config key `{where}.optimizers.{TRUNK}`: the name is reserved")
     llc = study.get("analysis", {}).get("llc", {})
     if llc.get("engine") == "devinterp" and llc.get("mala") == "same_batch":
         raise ConfigError(f"config key `{where}.analysis.llc.mala`: same_batch needs engine: fast")
     _check_step_size(where, study)
+    _check_input_sizes(where, study)
+    _check_transition(where, name, study)
     if study["protocol"] != "swap":
         if "swap" in study:
             raise ConfigError(f"config key `{where}.swap`: only used with `protocol: swap`")
@@ -84,6 +119,54 @@ def _check_study(name: str, study: Mapping) -> None:
         raise ConfigError(f"config key `{where}.swap.from`: no optimizer named {swap['from']!r}")
     if len(_variants(swap["from"], source)) != 1:
         raise ConfigError(f"config key `{where}.swap.from`: the trunk optimizer cannot be a sweep")
+
+
+def _check_input_sizes(where: str, study: Mapping) -> None:
+    """Every LeNet of the study fits its data set's images (the unpadded ``cnn`` needs 16×16)."""
+    shape = DATASETS[study["dataset"]].input_shape
+    for i, arch in enumerate(study["architectures"]):
+        if arch["type"] in LENETS:
+            try:
+                lenet_features(arch["type"], shape)
+            except ValueError as error:
+                raise ConfigError(
+                    f"config key `{where}.architectures.{i}.type`: {error} "
+                    f"(dataset {study['dataset']})"
+                ) from None
+
+
+def _check_transition(where: str, name: str, study: Mapping) -> None:
+    """A study's ``transition: {before, after}`` names two analysed checkpoints, in order."""
+    chosen = study.get("transition")
+    if chosen is None:
+        return
+    before, after = chosen["before"], chosen["after"]
+    if not before < after:
+        raise ConfigError(
+            f"config key `{where}.transition`: before ({before}) must be less than after ({after})"
+        )
+    selection = study.get("analysis", {}).get("checkpoints", "all")
+    analysed = sorted({e for run in study_runs(name, study) for e in select_epochs(run, selection)})
+    for key, epoch in (("before", before), ("after", after)):
+        if epoch not in analysed:
+            raise ConfigError(
+                f"config key `{where}.transition.{key}`: epoch {epoch} is not an analysed "
+                f"checkpoint of the study (analysis.checkpoints gives {analysed})"
+            )
+
+
+def select_epochs(run: Mapping, selection) -> list[int]:
+    """Epochs of ``run`` to analyse: ``"all"``, a list, or ``{"every": k}`` (multiples of k
+    and the last epoch). A swap branch skips its first epoch, the trunk's last checkpoint."""
+    first = run["start_epoch"] + (run["protocol"] == "swap" and run["optimizer"] != TRUNK)
+    last = run["end_epoch"]
+    span = range(first, last + 1)
+    if selection == "all":
+        return list(span)
+    if isinstance(selection, Mapping):
+        every = selection["every"]
+        return [e for e in span if e % every == 0 or e == last]
+    return sorted(e for e in set(selection) if first <= e <= last)
 
 
 def _check_step_size(where: str, study: Mapping) -> None:
@@ -155,7 +238,7 @@ def _run(study_name, study, arch, arch_spec, opt, opt_spec, seed, start, end) ->
             "optim_spec": opt_spec,
             "batch_size": study["batch_size"],
             "start_epoch": start,
-            "epochs": end,
+            "end_epoch": end,
         }
     )
 
@@ -171,14 +254,13 @@ def study_runs(name: str, study: Mapping) -> list[dict]:
             trunk_spec = study["optimizers"][swap["from"]]
             runs.append(_run(name, study, arch, spec, TRUNK, trunk_spec, seed, 0, start))
         for opt, opt_spec in optims.items():
-            runs.append(_run(name, study, arch, spec, opt, opt_spec, seed, start, study["epochs"]))
+            run = _run(name, study, arch, spec, opt, opt_spec, seed, start, study["epochs"])
+            if swap:
+                state = swap.get("optimizer_state", "fresh")  # the schema's default
+                run = canonical({**run, "swap_optimizer_state": state})
+            runs.append(run)
     return runs
 
 
 def all_runs(config: Mapping) -> list[dict]:
     return [run for name, study in config["studies"].items() for run in study_runs(name, study)]
-
-
-def run_dir(run: Mapping, results: str = "results") -> str:
-    study, arch, opt = run["study"], run["architecture"], run["optimizer"]
-    return f"{results}/{study}/runs/{arch}/{opt}/seed{run['seed']}"

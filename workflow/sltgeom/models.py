@@ -6,10 +6,15 @@ Every model maps images of shape (B, C, H, W) to logits of shape (B, n_classes).
   with ``widths`` (e.g. ``[128, 64]``) instead of the two sizes, one Linear → ReLU per listed
   width, first to last (the seed notebook 004's 784-128-64-10 MLP).
 - ``dlnn``: the same without activations (a deep linear network).
-- ``cnn``: LeNet-style: conv 5×5 (6 ch) → ReLU, ``extra_conv_layers`` × (conv 5×5 (6 ch) → ReLU),
-  max-pool 2, conv 5×5 (16 ch) → ReLU, max-pool 2, Linear 120 → ReLU → Linear 84 → ReLU →
-  Linear(n_classes). All convolutions use padding 2 ("same"), so 8×8, 28×28 and 32×32 inputs
-  all work (spatial size H/4 × W/4 after the two pools).
+- ``cnn``: the original study's LeNet: conv 5×5 (6 ch) → ReLU, ``extra_conv_layers`` × (conv
+  5×5 (6 ch), padding 2 → ReLU), max-pool 2, conv 5×5 (16 ch) → ReLU, max-pool 2, Linear 120 →
+  ReLU → Linear 84 → ReLU → Linear(n_classes). The first and second convolutions are unpadded
+  (28×28: 256 features into the first linear layer, 44 426 parameters at k = 0), so it needs
+  inputs of at least 16×16.
+- ``cnn_same``: the same with padding 2 on every convolution, for the 8×8 digits (spatial size
+  H/4 × W/4 after the two pools).
+
+Names, widths and the LeNet's sizes are computed without torch in :mod:`sltgeom.architectures`.
 """
 
 from __future__ import annotations
@@ -20,24 +25,14 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-ARCHITECTURES = ("ffnn", "dlnn", "cnn")
-
-
-def architecture_name(spec: Mapping) -> str:
-    """A short, path-safe name: ``ffnn-1x64``, ``dlnn-2x128``, ``cnn-k2``, ``ffnn-128-64``."""
-    kind = spec["type"]
-    if kind == "cnn":
-        return f"cnn-k{spec['extra_conv_layers']}"
-    if "widths" in spec:
-        return "-".join([kind, *(str(w) for w in spec["widths"])])
-    return f"{kind}-{spec['hidden_layers']}x{spec['hidden_nodes']}"
-
-
-def hidden_widths(spec: Mapping) -> list[int]:
-    """The hidden widths of an MLP spec: ``widths``, or ``hidden_layers`` × ``hidden_nodes``."""
-    if "widths" in spec:
-        return [int(w) for w in spec["widths"]]
-    return [int(spec["hidden_nodes"])] * int(spec["hidden_layers"])
+from .architectures import (
+    ARCHITECTURES,
+    KERNEL,
+    LENET_PADDING,
+    LENETS,
+    hidden_widths,
+    lenet_features,
+)
 
 
 def _mlp(in_features: int, spec: Mapping, n_classes: int, relu: bool) -> nn.Sequential:
@@ -52,17 +47,17 @@ def _mlp(in_features: int, spec: Mapping, n_classes: int, relu: bool) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-def _conv(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel_size=5, padding=2), nn.ReLU()]
+def _conv(c_in: int, c_out: int, padding: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel_size=KERNEL, padding=padding), nn.ReLU()]
 
 
-def _lenet(input_shape: tuple[int, int, int], extra: int, n_classes: int) -> nn.Sequential:
-    channels, height, width = input_shape
-    layers: list[nn.Module] = _conv(channels, 6)
+def _lenet(kind: str, input_shape: tuple[int, int, int], extra: int, n_classes: int):
+    flat = lenet_features(kind, input_shape)  # raises for images too small for ``kind``
+    pad = LENET_PADDING[kind]
+    layers: list[nn.Module] = _conv(input_shape[0], 6, pad)
     for _ in range(extra):
-        layers += _conv(6, 6)
-    layers += [nn.MaxPool2d(2), *_conv(6, 16), nn.MaxPool2d(2), nn.Flatten()]
-    flat = 16 * (height // 4) * (width // 4)
+        layers += _conv(6, 6, KERNEL // 2)  # the extra convolutions keep the size
+    layers += [nn.MaxPool2d(2), *_conv(6, 16, pad), nn.MaxPool2d(2), nn.Flatten()]
     layers += [nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU()]
     layers.append(nn.Linear(84, n_classes))
     return nn.Sequential(*layers)
@@ -73,10 +68,8 @@ def build_model(spec: Mapping, input_shape: tuple[int, ...], n_classes: int) -> 
     kind = spec.get("type")
     if kind not in ARCHITECTURES:
         raise ValueError(f"unknown architecture type {kind!r}; expected one of {ARCHITECTURES}")
-    if kind == "cnn":
-        if len(input_shape) != 3 or min(input_shape[1:]) < 4:
-            raise ValueError(f"cnn needs (C, H, W) inputs of at least 4×4, got {input_shape}")
-        return _lenet(tuple(input_shape), spec["extra_conv_layers"], n_classes)
+    if kind in LENETS:
+        return _lenet(kind, tuple(input_shape), spec["extra_conv_layers"], n_classes)
     return _mlp(math.prod(input_shape), spec, n_classes, relu=kind == "ffnn")
 
 

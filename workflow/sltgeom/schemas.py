@@ -20,13 +20,7 @@ RANK_COLUMNS = [*(f"rank_tau_{tau}" for tau in RANK_TAUS), "rank_roundoff"]
 # Per-checkpoint analyses: main table → long detail table.
 DETAIL_TABLE = {"llc": "llc_trace", "hessian": "hessian_density", "fisher": "fisher_density"}
 # More long tables of a kind, written by the same job (an output named like the table).
-EXTRA_DETAIL = {"hessian": ("hessian_eigenvalues",)}
-# Study tables → the per-run file they concatenate.
-RUN_FILE = {
-    "training": "epochs",
-    **{t: t for t in ("steps", "step_size", *DETAIL_TABLE, *DETAIL_TABLE.values())},
-    **{t: t for extra in EXTRA_DETAIL.values() for t in extra},
-}
+EXTRA_DETAIL = {"hessian": ("hessian_eigenvalues",), "fisher": ("fisher_diag_histogram",)}
 
 LLC_SETTINGS = {
     "llc_sampler": "str",
@@ -70,6 +64,7 @@ LLC_ESTIMATE = {
     "hessian_top": "float64",
     "pilot_acceptance": "float64",
     "burn_in_capped": "bool",
+    "burn_in_halvings": "int64",
 }
 
 TABLES: dict[str, dict[str, str]] = {
@@ -170,6 +165,15 @@ TABLES: dict[str, dict[str, str]] = {
         "n_samples": "int64",
     },
     "fisher_density": {**CHECKPOINT_KEY, "log10_eigenvalue": "float64", "density": "float64"},
+    "fisher_diag_histogram": {
+        **CHECKPOINT_KEY,
+        "kind": "str",
+        "log10_low": "float64",
+        "log10_high": "float64",
+        "count": "int64",
+        "fraction": "float64",
+        "density": "float64",
+    },
     "generalisation": {
         **CHECKPOINT_KEY,
         "train_loss": "float64",
@@ -199,6 +203,16 @@ TABLES: dict[str, dict[str, str]] = {
         "df": "float64",
         "t": "float64",
         "p_value": "float64",
+        "p_value_holm": "float64",
+        "n_pairs": "int64",
+        "unpaired_seeds": "int64",
+        "paired_difference": "float64",
+        "paired_ci_low": "float64",
+        "paired_ci_high": "float64",
+        "paired_df": "float64",
+        "paired_t": "float64",
+        "paired_p_value": "float64",
+        "paired_p_value_holm": "float64",
         "flagged_ngd": "int64",
         "flagged_sgd": "int64",
     },

@@ -1,9 +1,9 @@
 """Training stage: one run = one (study, architecture, optimizer setting, seed).
 
-A run trains from ``start_epoch`` (0, or the swap cut-off for a swap branch) to ``epochs`` and
+A run trains from ``start_epoch`` (0, or the swap cut-off for a swap branch) to ``end_epoch`` and
 leaves a checkpoint for every epoch in between, both ends included, plus three tables:
 
-``epochs.parquet`` (one row per epoch; losses are mean cross-entropy in nats, accuracies in [0, 1])
+``training.parquet`` (one row per epoch; losses: mean cross-entropy in nats, accuracies in [0, 1])
     study, architecture, optimizer, seed, epoch, train_loss, train_acc, val_loss, val_acc (the
     model after the epoch, evaluated on the full splits), train_loss_running (mean minibatch
     loss during the epoch), update_norm_mean (mean ‖Δw‖₂ per step), seconds (wall time of the
@@ -41,6 +41,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .data import load_dataset
+from .device import resolve_device
+from .layout import RUN_COLUMNS, run_key
 from .models import build_model, init_model
 from .optim import build_optimizer, fallback_count
 from .schemas import concat_conformed
@@ -48,8 +50,7 @@ from .step_size import StepSizeProbe, StepSizeSettings
 from .tables import write_parquet
 
 EVAL_CHUNK = 8192
-ID_COLUMNS = ("study", "architecture", "optimizer", "seed")
-STEP_COLUMNS = [*ID_COLUMNS, "epoch", "step", "loss", "update_norm"]
+STEP_COLUMNS = [*RUN_COLUMNS, "epoch", "step", "loss", "update_norm"]
 
 
 @dataclass
@@ -61,14 +62,6 @@ class RunState:
     epoch_rows: list[dict] = field(default_factory=list)
     step_rows: list[dict] = field(default_factory=list)
     probe_rows: list[dict] = field(default_factory=list)
-
-
-def resolve_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config `device: cuda` but torch sees no CUDA device on this machine")
-    return torch.device(requested)
 
 
 @torch.no_grad()
@@ -136,7 +129,7 @@ def _epoch_row(run: Mapping, state: RunState, data, extra: Mapping, finite=True)
     train_loss, train_acc = evaluate(state.model, data.x_train, data.y_train) if finite else nan
     val_loss, val_acc = evaluate(state.model, data.x_test, data.y_test) if finite else nan
     return {
-        **{k: run[k] for k in ID_COLUMNS},
+        **run_key(run),
         "epoch": state.epoch,
         "train_loss": train_loss,
         "train_acc": train_acc,
@@ -170,10 +163,18 @@ def _fresh_state(run: Mapping, data, device, init_checkpoint: str | None) -> Run
     if init_checkpoint is not None:
         trunk = load_checkpoint(init_checkpoint, map_location=device)
         model.load_state_dict(trunk["model"])
-        if trunk["run"]["optim_spec"] == run["optim_spec"]:
-            optimizer.load_state_dict(trunk["optimizer"])  # same optimizer: a true continuation
+        if continues_trunk_optimizer(run, trunk["run"]):
+            optimizer.load_state_dict(trunk["optimizer"])  # momentum buffers and all
         restore_rng_state(trunk["rng"], generator)
     return state
+
+
+def continues_trunk_optimizer(run: Mapping, trunk_run: Mapping) -> bool:
+    """Whether a swap branch takes over its trunk's optimizer state (``swap.optimizer_state:
+    continue`` and the trunk's optimizer); otherwise it starts with a fresh optimizer, as the
+    original study restarted both branches at the cut-off."""
+    same = trunk_run["optim_spec"] == run["optim_spec"]
+    return same and run.get("swap_optimizer_state", "fresh") == "continue"
 
 
 def _resumed_state(run: Mapping, data, device, path: Path) -> RunState:
@@ -222,7 +223,7 @@ def _advance(run: Mapping, state: RunState, data, progress: bool) -> bool:
     seconds = time.perf_counter() - tic
     state.epoch += 1
     first = len(state.step_rows) + 1
-    ids = {k: run[k] for k in ID_COLUMNS}
+    ids = run_key(run)
     state.step_rows += [
         {**ids, "epoch": state.epoch, "step": first + i, "loss": loss, "update_norm": norm}
         for i, (loss, norm) in enumerate(zip(losses.tolist(), norms.tolist(), strict=True))
@@ -238,10 +239,11 @@ def _advance(run: Mapping, state: RunState, data, progress: bool) -> bool:
 
 
 def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mapping) -> None:
-    epochs = pd.DataFrame(state.epoch_rows)
-    epochs["diverged"] = ~epochs["train_loss"].notna() & (epochs["epoch"] > run["start_epoch"])
-    epochs["device"] = str(device)
-    write_parquet(epochs, outputs["epochs"])
+    training = pd.DataFrame(state.epoch_rows)
+    after_start = training["epoch"] > run["start_epoch"]
+    training["diverged"] = ~training["train_loss"].notna() & after_start
+    training["device"] = str(device)
+    write_parquet(training, outputs["training"])
     write_parquet(pd.DataFrame(state.step_rows, columns=STEP_COLUMNS), outputs["steps"])
     if "step_size" in outputs:
         write_parquet(_probe_table(run, state.probe_rows), outputs["step_size"])
@@ -252,7 +254,7 @@ def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mappi
 
 
 def _probe_table(run: Mapping, rows: list[dict]) -> pd.DataFrame:
-    ids = {k: run[k] for k in ID_COLUMNS}
+    ids = run_key(run)
     return concat_conformed(
         [pd.DataFrame([{**ids, **r} for r in rows])] if rows else [], "step_size"
     )
@@ -267,11 +269,12 @@ def train_run(
     trunk_checkpoints: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Train one run and write ``outputs`` (keys ``checkpoints``, ``epochs``, ``steps`` and,
+    """Train one run and write ``outputs`` (keys ``checkpoints``, ``training``, ``steps`` and,
     for runs with a probe, ``step_size``; an unprobed run writes it with no rows).
 
     ``trunk_checkpoints`` (swap branches) is the trunk's checkpoint folder: its checkpoint at
-    the cut-off epoch starts the run, with its optimizer state when the optimizer is the same.
+    the cut-off epoch starts the run (weights and data-order RNG) with a fresh optimizer, or
+    with the trunk's optimizer state (see :func:`continues_trunk_optimizer`).
     """
     if run.get("step_size") is not None and "step_size" not in outputs:
         raise ValueError("the run has a step_size probe but `outputs` has no step_size file")
@@ -280,12 +283,12 @@ def train_run(
     partial = Path(outputs["checkpoints"]).parent / ".partial"
     trunk = trunk_checkpoints and checkpoint_path(trunk_checkpoints, run["start_epoch"])
     state = _start(run, data, dev, partial, trunk)
-    bar = tqdm(total=run["epochs"], initial=state.epoch, desc="epochs", disable=not progress)
-    while state.epoch < run["epochs"]:
+    bar = tqdm(total=run["end_epoch"], initial=state.epoch, desc="epochs", disable=not progress)
+    while state.epoch < run["end_epoch"]:
         if not _advance(run, state, data, progress):
             break
         save_checkpoint(partial, state.epoch, _checkpoint_payload(run, state, data))
         bar.update(1)
     bar.close()
     _finish(state, run, dev, partial, outputs)
-    return pd.read_parquet(outputs["epochs"])
+    return pd.read_parquet(outputs["training"])

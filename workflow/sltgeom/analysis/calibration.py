@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from sltgeom.analysis.checkpoints import analysis_seed, load_model
 from sltgeom.analysis.llc import calibrate
-from sltgeom.analysis.measure import llc_settings
+from sltgeom.analysis.llc_settings import llc_settings
+from sltgeom.analysis.stage import analysis_seed, load_model
 from sltgeom.checkpoint import checkpoint_path
 from sltgeom.data import load_dataset
-from sltgeom.train import ID_COLUMNS, resolve_device
+from sltgeom.device import resolve_device
+from sltgeom.layout import run_key
 
 
 def calibrate_checkpoint(
@@ -42,5 +43,5 @@ def calibrate_checkpoint(
         base,
         engine=settings["engine"],
     )
-    keys = {**{k: run[k] for k in ID_COLUMNS}, "epoch": epoch}
+    keys = {**run_key(run), "epoch": epoch}
     return pd.concat([pd.DataFrame(keys, index=table.index), table], axis=1)

@@ -14,6 +14,10 @@ with ``J = ∂logits/∂w`` (units: 1 / parameter²). `fisher_spectrum` returns 
   ``log10_eigenvalue`` and ``density`` (per decade, integrates to 1) for eigenvalues above
   ``1e-12 · max``; with ``log_scale=False`` the columns are ``eigenvalue`` and ``density``.
 
+`diag_histogram` counts log10 of the diagonal's entries in fixed bins (the long table
+``fisher_diag_histogram``, docs/tables.md), with the entries outside the bins counted in their
+own rows (zero, below, above, non-finite) rather than dropped.
+
 nngeometry's ``FIM(..., variant="classif_logits")`` factorises ``diag p − p pᵀ`` with
 ``q = 1 − cumsum(p)`` (Tanabe & Sagae). For confident predictions ``q`` rounds to slightly
 negative values in float32, ``d = p q / q_prev`` turns negative and ``d ** 0.5`` is NaN; one such
@@ -42,6 +46,7 @@ from sltgeom.analysis.measurement import Measurement, subset
 
 __all__ = [
     "FisherSpectrum",
+    "diag_histogram",
     "fisher_diag",
     "fisher_matrix",
     "fisher_outputs",
@@ -52,6 +57,8 @@ __all__ = [
 ]
 
 QUANTILES = (0.5, 0.9, 0.99)
+# Default bins of the diagonal histogram: log10 from -16 to 4, four bins per decade.
+HISTOGRAM = {"low": -16, "high": 4, "per_decade": 4}
 
 
 @dataclass
@@ -203,6 +210,52 @@ def fisher_spectrum(
     )
 
 
+def diag_histogram(
+    diag: np.ndarray, low: int = -16, high: int = 4, per_decade: int = 4
+) -> pd.DataFrame:
+    """Counts of log10(diagonal entries) in ``per_decade`` equal bins per decade on [low, high).
+
+    One row per bin (``kind`` "bin", edges ``log10_low``/``log10_high``, ``count``, ``fraction`` of
+    all entries and ``density`` = fraction per decade), then one row each for the entries that no
+    bin holds: "zero" (exactly 0), "below" (0 < entry < 10^low), "above" (≥ 10^high) and
+    "nonfinite" (NaN, inf; a negative entry, impossible for a Fisher diagonal, is counted here
+    too). Their edges are ±inf, their density NaN; the counts of all rows sum to ``len(diag)``.
+    """
+    if not (isinstance(low, int) and isinstance(high, int) and low < high and per_decade >= 1):
+        raise ValueError(
+            f"histogram bins: need integers low < high and per_decade >= 1, got "
+            f"low={low!r}, high={high!r}, per_decade={per_decade!r}"
+        )
+    values = np.asarray(diag, dtype=np.float64)
+    finite = np.isfinite(values) & (values >= 0)
+    positive = values[finite & (values > 0)]
+    logs = np.log10(positive)
+    edges = np.linspace(low, high, (high - low) * per_decade + 1)
+    counts = np.histogram(logs[(logs >= low) & (logs < high)], bins=edges)[0]
+    outside = {
+        "zero": int((values[finite] == 0).sum()),
+        "below": int((logs < low).sum()),
+        "above": int((logs >= high).sum()),
+        "nonfinite": int((~finite).sum()),
+    }
+    inf = np.inf
+    bounds = {"zero": (-inf, -inf), "below": (-inf, low), "above": (high, inf)}
+    bounds["nonfinite"] = (np.nan, np.nan)
+    total = max(len(values), 1)
+    frame = pd.DataFrame(
+        {
+            "kind": ["bin"] * len(counts) + list(outside),
+            "log10_low": np.concatenate([edges[:-1], [bounds[k][0] for k in outside]]),
+            "log10_high": np.concatenate([edges[1:], [bounds[k][1] for k in outside]]),
+            "count": np.concatenate([counts, list(outside.values())]).astype(np.int64),
+        }
+    )
+    frame["fraction"] = frame["count"] / total
+    width = frame["log10_high"] - frame["log10_low"]
+    frame["density"] = (frame["fraction"] / width).where(frame["kind"] == "bin")
+    return frame
+
+
 def measure_fisher(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
     """The spectra of one checkpoint with a study's ``analysis.fisher`` settings."""
     del seed  # the Fisher is exact on its samples
@@ -210,4 +263,6 @@ def measure_fisher(model: nn.Module, data, settings: Mapping, seed: int) -> Meas
     spec = fisher_spectrum(
         model, x, batch_size=settings["batch_size"], grid_size=settings["grid_size"]
     )
-    return Measurement(spec.to_row(), spec.kfac_density)
+    bins = {**HISTOGRAM, **(settings.get("histogram") or {})}
+    histogram = diag_histogram(spec.diag, bins["low"], bins["high"], bins["per_decade"])
+    return Measurement(spec.to_row(), spec.kfac_density, {"fisher_diag_histogram": histogram})

@@ -172,7 +172,7 @@ CASES = {
         KnownCase("toy_d100000_r1000", "toy", m=100_000, h=0, n_out=0, r=1000, n=60_000),
     )
 }
-FAST_CASES = ("toy_d1000_r100", "regular_8x8", "rrr_10_2_2_r1_minimal")
+FAST_CASES = ("toy_d1000_r100", "regular_8x8", "rrr_10_2_2_r1_minimal", "rrr_4_4_4_r0_minimal")
 
 
 def validate_case(case: KnownCase, settings: LLCSettings | None = None, seed: int = 0) -> dict:

@@ -32,111 +32,17 @@ from scipy import stats
 from torch import Tensor, nn
 
 from sltgeom.analysis import convergence
-from sltgeom.analysis.llc_schedule import Schedule, auto_burn_in, resolve_schedule
+from sltgeom.analysis.llc_schedule import (
+    Schedule,
+    auto_burn_in,
+    checked_burn_in,
+    resolve_schedule,
+    stage_seed,
+)
+from sltgeom.analysis.llc_settings import AUTO, ENGINES, LLCSettings
 from sltgeom.analysis.sgld import full_loss, sample_chains
 
-ENGINES = ("fast", "devinterp")
-SAMPLERS = ("sgld", "sgnht")
-MALA_MODES = ("consecutive", "same_batch")
-INIT_LOSSES = ("full", "devinterp")
-AUTO = "auto"
 ACCEPTANCE_MARGIN = 0.02
-
-
-@dataclass(frozen=True)
-class LLCSettings:
-    """Sampler settings. The defaults pass the known-λ validation suite (docs/llc.md).
-
-    step_size: a number, or ``"auto"``: decided per checkpoint from the top Hessian eigenvalue
-    and a pilot's same-batch MALA acceptance (:mod:`.llc_schedule`; ``step_scale``,
-    ``min_acceptance``). burn_in: a number of steps, or ``"auto"``: ``burn_in_scale``/(εγ)
-    steps, the time for the chains to spread to the localization radius along flat directions,
-    capped at ``max_burn_in``. A chain whose loss becomes non-finite is retried with ε/4 up to
-    ``max_retries`` times.
-    nbeta: None → n/ln n, "batch" → B/ln B, or a positive number. diffusion_factor is SGNHT's A.
-    mala: how SGLD moves are scored. ``"consecutive"`` (devinterp's convention) compares the
-    losses of two consecutive steps, i.e. of two different minibatches, so on real data the
-    acceptance also measures minibatch noise; ``"same_batch"`` (fast engine) scores each draw
-    move on the minibatch that made it, at the cost of a second gradient per draw, so the
-    acceptance measures the step's discretisation error alone.
-    init_loss: L(w*) on the ``"full"`` training set, or ``"devinterp"``: the mean over
-    ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
-    """
-
-    sampler: str = "sgld"
-    chains: int = 4
-    draws: int = 2000
-    burn_in: int | str = "auto"
-    step_size: float | str = "auto"
-    localization: float = 1.0
-    nbeta: float | str | None = None
-    batch_size: int = 512
-    seed: int = 0
-    diffusion_factor: float = 0.01
-    mala: str = "same_batch"
-    step_scale: float = 0.25
-    min_acceptance: float = 0.95
-    burn_in_scale: float = 0.2
-    max_burn_in: int = 50_000
-    max_retries: int = 3
-    init_loss: str = "full"
-
-    def __post_init__(self):
-        _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
-        _check(self.mala in MALA_MODES, "mala", f"one of {MALA_MODES}", self.mala)
-        _check(self.init_loss in INIT_LOSSES, "init_loss", f"one of {INIT_LOSSES}", self.init_loss)
-        counts = (("chains", 1), ("draws", 2), ("batch_size", 1), ("max_burn_in", 1))
-        for name, low in (*counts, ("max_retries", 0), ("seed", 0)):
-            value = getattr(self, name)
-            _check(_is_int(value) and value >= low, name, f"an integer >= {low}", value)
-        burn_ok = self.burn_in == AUTO or (_is_int(self.burn_in) and self.burn_in >= 0)
-        _check(burn_ok, "burn_in", f'an integer >= 0 or "{AUTO}"', self.burn_in)
-        step_ok = self.step_size == AUTO or _positive(self.step_size)
-        _check(step_ok, "step_size", f'a finite number > 0 or "{AUTO}"', self.step_size)
-        for name in ("step_scale", "burn_in_scale", "diffusion_factor"):
-            _check(_positive(getattr(self, name)), name, "a finite number > 0", getattr(self, name))
-        accept_ok = _is_real(self.min_acceptance) and 0 <= self.min_acceptance < 1
-        _check(accept_ok, "min_acceptance", "a number in [0, 1)", self.min_acceptance)
-        loc_ok = _is_real(self.localization) and 0 <= self.localization < math.inf
-        _check(loc_ok, "localization", "a finite number >= 0", self.localization)
-        if self.burn_in == AUTO:
-            _check(self.localization > 0, "localization", f'> 0 with burn_in "{AUTO}"', 0.0)
-        if self.step_size == AUTO:
-            needs = f'"sgld" with step_size "{AUTO}"'
-            _check(self.sampler == "sgld", "sampler", needs, self.sampler)
-        nb_ok = self.nbeta is None or self.nbeta == "batch" or _positive(self.nbeta)
-        _check(nb_ok, "nbeta", 'None, "batch" or a finite number > 0', self.nbeta)
-
-    def resolve_nbeta(self, n: int) -> float:
-        """nβ actually used for a training set of n points: n/ln n, B/ln B or the given value."""
-        if self.nbeta is None:
-            return _n_over_log_n(n, "n")
-        if self.nbeta == "batch":
-            return _n_over_log_n(min(self.batch_size, n), "batch_size")
-        return float(self.nbeta)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-
-
-def _positive(v) -> bool:
-    return _is_real(v) and 0 < v < math.inf
-
-
-def _check(ok: bool, name: str, expected: str, value) -> None:
-    if not ok:
-        raise ValueError(f"LLCSettings.{name} must be {expected}, got {value!r}")
-
-
-def _n_over_log_n(n: int, name: str) -> float:
-    if n < 2:
-        raise ValueError(f"nbeta = {name}/ln({name}) needs {name} >= 2, got {n}")
-    return n / math.log(n)
 
 
 @dataclass
@@ -192,6 +98,7 @@ class LLCResult:
         schedule = self.schedule or Schedule(self.settings.step_size, self.settings.burn_in)
         row.update(hessian_top=schedule.hessian_top, pilot_acceptance=schedule.pilot_acceptance)
         row.update(burn_in_capped=schedule.burn_in_capped)
+        row.update(burn_in_halvings=schedule.burn_in_halvings)
         row.update(engine=self.engine, seconds=self.seconds)
         row.update({f"llc_{k}": v for k, v in asdict(self.settings).items() if k != "nbeta"})
         row["llc_nbeta_setting"] = str(self.settings.nbeta)
@@ -312,7 +219,8 @@ def estimate_llc(
 
     λ̂ = nβ·(mean over draws of L_B(w_t) - L(w*)) per chain, n = len(x); L(w*) is computed on
     the full set (``init_loss="full"``). ``"auto"`` step size and burn-in are decided first
-    (:mod:`.llc_schedule`, always with the fast engine's pilot); if a chain diverges the estimate
+    (:mod:`.llc_schedule`, always with the fast engine's pilot; on the fast engine an automatic ε
+    is checked during the burn-in and frozen before the draws); if a chain diverges the estimate
     is rerun with ε/4, and if an automatic ε gives a same-batch acceptance below
     ``min_acceptance`` − 0.02 over the draws, with ε/2; at most ``max_retries`` reruns.
     ``loss_fn(output, y)`` must return the batch *mean* loss (default: mean cross-entropy on
@@ -332,19 +240,51 @@ def estimate_llc(
     loss_init = _init_loss(model, x, y, loss_fn, settings)
     schedule = resolve_schedule(model, x, y, loss_fn, settings, nbeta, compile)
     run = replace(settings, step_size=schedule.step_size, burn_in=schedule.burn_in)
+    call = (model, x, y, loss_fn, nbeta, loss_init, engine, compile, progress)
     for attempt in range(settings.max_retries + 1):
-        loss_trace, mala_trace = _traces(
-            model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, progress
-        )
+        (loss_trace, mala_trace), run, schedule = _attempt(call, run, settings, schedule, attempt)
         shrink = _step_shrink(loss_trace, mala_trace, run, settings)
         if shrink == 1 or attempt == settings.max_retries:
             break
         run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(loss_trace, mala_trace, loss_init, nbeta, n, engine, run, seconds)
-    if settings.burn_in == AUTO:  # the burn-in of the last attempt, and whether it was capped
-        schedule = replace(schedule, burn_in=run.burn_in, burn_in_capped=_capped(settings, run))
     return replace(res, retries=attempt, schedule=schedule, requested=settings)
+
+
+def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule, attempt: int):
+    """One estimate at ``run``'s ε and burn-in: ((loss, MALA) traces, the settings the draws ran
+    with, the schedule). With an automatic ε on the fast engine the burn-in is checked at the
+    chains' states and may lower ε before the draws (:func:`.llc_schedule.checked_burn_in`)."""
+    model, x, y, loss_fn, nbeta, loss_init, engine, compile, progress = call
+    if not (engine == "fast" and requested.step_size == AUTO):
+        traces = _traces(model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, progress)
+        if requested.burn_in == AUTO:  # the burn-in of this attempt, and whether it was capped
+            schedule = replace(
+                schedule, burn_in=run.burn_in, burn_in_capped=_capped(requested, run)
+            )
+        return traces, run, schedule
+    seeded = replace(run, seed=stage_seed(run.seed, 2000 + attempt)) if attempt else run
+    burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile)
+    run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
+    checked = {"pilot_acceptance": burn.acceptance} if math.isfinite(burn.acceptance) else {}
+    schedule = replace(
+        schedule,
+        burn_in=burn.steps,
+        burn_in_capped=burn.capped,
+        burn_in_halvings=burn.halvings,
+        **checked,
+    )
+    if (
+        burn.state is not None and not torch.isfinite(burn.state).all()
+    ):  # diverged in the burn-in: rerun with ε/4
+        nan = np.full((run.chains, run.draws), np.nan)
+        return (nan, nan[:, 1:]), run, schedule
+    draws = replace(run, burn_in=0, seed=stage_seed(run.seed, 1000 + attempt))
+    out = sample_chains(
+        model, x, y, loss_fn, draws, nbeta, compile=compile, progress=progress, init=burn.state
+    )
+    return (out.loss.numpy(), out.mala.numpy()), run, schedule
 
 
 def _capped(requested: LLCSettings, run: LLCSettings) -> bool:

@@ -15,6 +15,16 @@ the localization radius 1/√γ after t = 1/(εγ) steps. On singular models the
 far the chains have spread along such directions (too short a burn-in reads low: ~0.5 λ on
 reduced-rank regression at 8000 steps), so the burn-in is ``burn_in_scale``/(εγ) steps, at
 least ``MIN_BURN_IN`` and at most ``max_burn_in`` (reported as ``burn_in_capped``).
+
+Checks during the burn-in. The pilot starts at w*, and where the loss is much stiffer a little
+away from w* than at it (at w* = 0 of a product model such as BA the Hessian vanishes, and at
+the localization scale 1/√γ the stiffness is nβ·‖A‖² ~ nβ) its ε is far too large for the
+region the chains then explore. So the burn-in of an automatic ε runs in segments: after
+``BURN_IN_CHECKS`` of its diffusion time (the chains have spread to √f of their final reach)
+the same 50-step same-batch pilot is run from the chains' states, and ε is halved until it
+passes (``burn_in_halvings``); the remaining diffusion time is spent at the new ε. ε is frozen
+for the last half of the burn-in and for all draws, so the draws come from one fixed SGLD
+kernel (adaptation confined to the discarded burn-in keeps the chain valid).
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ LANCZOS_STEPS = 20
 PILOT_STEPS = 50
 HALVINGS = 20
 MIN_BURN_IN = 100
+# fractions of the burn-in's diffusion time after which ε is checked at the chains' states;
+# the chains' spread grows like √f, so each check sees about twice the previous reach
+BURN_IN_CHECKS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,21 @@ class Schedule:
     hessian_top: float = float("nan")
     pilot_acceptance: float = float("nan")
     burn_in_capped: bool = False
+    burn_in_halvings: int = 0
+
+
+@dataclass(frozen=True)
+class BurnIn:
+    """The chains after a checked burn-in: state θ (C, d) (None if no step was taken), the frozen
+    ε, the steps taken, whether the cap cut the diffusion time short, the halvings of ε and the
+    last check's acceptance (NaN if no check ran)."""
+
+    state: Tensor | None
+    step_size: float
+    steps: int
+    capped: bool
+    halvings: int
+    acceptance: float
 
 
 def top_curvature(model: nn.Module, x: Tensor, y: Tensor, loss_fn, seed: int) -> float:
@@ -82,12 +110,22 @@ def auto_step_size(model, x, y, loss_fn, settings, nbeta: float, compile: bool) 
     return Schedule(step_size=eps, burn_in=0, hessian_top=h_max, pilot_acceptance=accept)
 
 
-def pilot_acceptance(model, x, y, loss_fn, settings, nbeta, eps: float, compile: bool) -> float:
-    """Mean same-batch MALA acceptance of a short SGLD run at step ε from w* (0 if it diverges)."""
+def pilot_acceptance(
+    model, x, y, loss_fn, settings, nbeta, eps: float, compile: bool, init=None, seed=None
+) -> float:
+    """Mean same-batch MALA acceptance of a short SGLD run at step ε from w* or from the chain
+    states ``init`` (0 if it diverges)."""
+    seed = settings.seed if seed is None else seed
     pilot = replace(
-        settings, step_size=eps, burn_in=0, draws=PILOT_STEPS, mala="same_batch", sampler="sgld"
+        settings,
+        step_size=eps,
+        burn_in=0,
+        draws=PILOT_STEPS,
+        mala="same_batch",
+        sampler="sgld",
+        seed=seed,
     )
-    out = sample_chains(model, x, y, loss_fn, pilot, nbeta, compile=compile)
+    out = sample_chains(model, x, y, loss_fn, pilot, nbeta, compile=compile, init=init)
     accept = out.mala.numpy()
     if not (np.isfinite(out.loss.numpy()).all() and np.isfinite(accept).all()):
         return 0.0
@@ -110,3 +148,82 @@ def resolve_schedule(model, x, y, loss_fn, settings, nbeta: float, compile: bool
         burn_in, capped = auto_burn_in(settings, schedule.step_size)
         return replace(schedule, burn_in=burn_in, burn_in_capped=capped)
     return replace(schedule, burn_in=int(settings.burn_in))
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """An independent sampler seed for stage ``stage`` of one estimate (burn-in segments, checks,
+    draws), so that no two stages repeat a noise stream."""
+    return int(np.random.SeedSequence([int(seed), stage]).generate_state(1)[0])
+
+
+def checked_burn_in(model, x, y, loss_fn, run, requested, nbeta: float, compile: bool) -> BurnIn:
+    """Burn in the chains at ``run.step_size`` from w*, checking ε at the chains' states.
+
+    The length is the diffusion time ``burn_in_scale``/γ (Σε over the steps, at least
+    ``MIN_BURN_IN`` steps, at most ``max_burn_in``) for an automatic burn-in, else
+    ``run.burn_in`` steps. After each fraction in ``BURN_IN_CHECKS`` a pilot from the chains'
+    states must reach ``min_acceptance``, or ε is halved (at most ``HALVINGS`` times in all);
+    a check less than ``PILOT_STEPS`` steps after the previous pilot (the first: at w*) is
+    skipped, since that pilot's own steps already reached so far (short burn-ins get one check).
+    A segment in which a chain diverges is redone from its start with ε/2; if ε cannot be
+    halved any more the burn-in stops with the non-finite state (the caller retries with ε/4).
+    """
+    eps, state, steps, elapsed = float(run.step_size), None, 0, 0.0
+    halvings, accept, capped, checked_at = 0, float("nan"), False, 0
+    for stage, frac in enumerate((*BURN_IN_CHECKS, 1.0)):
+        while True:  # a segment that diverges is redone from its start with ε/2
+            segment, short = _segment(run, requested, frac, steps, elapsed, eps)
+            if segment <= 0:
+                break
+            moved = _advance(model, x, y, loss_fn, run, nbeta, compile, eps, segment, state, stage)
+            if torch.isfinite(moved).all() or halvings == HALVINGS:
+                break
+            eps, halvings = eps / 2, halvings + 1
+        capped |= short
+        if segment <= 0:
+            continue
+        state, steps, elapsed = moved, steps + max(segment, 2), elapsed + max(segment, 2) * eps
+        if not torch.isfinite(state).all():
+            break
+        # a pilot (from w*, or the last check's) already saw PILOT_STEPS steps beyond its start
+        if frac == 1 or steps - checked_at < PILOT_STEPS:
+            continue
+        checked_at = steps
+        while halvings < HALVINGS:
+            seed = stage_seed(run.seed, 100 + stage * HALVINGS + halvings)
+            accept = pilot_acceptance(
+                model, x, y, loss_fn, run, nbeta, eps, compile, init=state, seed=seed
+            )
+            if accept >= requested.min_acceptance:
+                break
+            eps, halvings = eps / 2, halvings + 1
+    return BurnIn(state, eps, steps, capped, halvings, accept)
+
+
+def _segment(run, requested, frac: float, steps: int, elapsed: float, eps: float):
+    """(steps to take at ε to reach fraction ``frac`` of the burn-in, whether the cap cut them).
+
+    Automatic: ``frac`` of the diffusion time burn_in_scale/γ (``elapsed`` = Σε so far) and of
+    ``MIN_BURN_IN`` steps, within ``max_burn_in`` steps in all; fixed: ``frac`` of the steps."""
+    if requested.burn_in != "auto":
+        return round(frac * run.burn_in) - steps, False
+    duration = requested.burn_in_scale / requested.localization
+    wanted = max(
+        math.ceil((frac * duration - elapsed) / eps), math.ceil(frac * MIN_BURN_IN) - steps
+    )
+    room = requested.max_burn_in - steps
+    return min(wanted, room), wanted > room
+
+
+def _advance(model, x, y, loss_fn, run, nbeta, compile, eps, steps, state, stage) -> Tensor:
+    """The chains' state after ``steps`` (≥ 2) unscored SGLD steps of size ε from ``state``."""
+    steps = max(steps, 2)
+    seg = replace(
+        run,
+        step_size=eps,
+        burn_in=steps - 2,
+        draws=2,
+        mala="consecutive",
+        seed=stage_seed(run.seed, stage),
+    )
+    return sample_chains(model, x, y, loss_fn, seg, nbeta, compile=compile, init=state).final

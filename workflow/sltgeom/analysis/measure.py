@@ -11,45 +11,12 @@ in docs/tables.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 
 from torch import nn
 
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
+from sltgeom.analysis.llc import estimate_llc
+from sltgeom.analysis.llc_settings import llc_settings
 from sltgeom.analysis.measurement import Measurement
-
-# Unset sampler keys come from a preset: the validated defaults of LLCSettings (docs/llc.md;
-# "calibrated" is their old name), or the original notebooks' settings (notebooks 000/001:
-# devinterp's SGLD with lr 1e-4, localization 100, its default nbeta B/ln B at batch 128, 1000
-# draws of 1 chain, no burn-in, devinterp's own initial loss), kept for comparison with the paper.
-LLC_PRESETS = {
-    "validated": {},
-    "calibrated": {},
-    "seeds": {
-        "step_size": 1e-4,
-        "localization": 100.0,
-        "nbeta": "batch",
-        "draws": 1000,
-        "chains": 1,
-        "burn_in": 0,
-        "batch_size": 128,
-        "init_loss": "devinterp",
-        "mala": "consecutive",
-    },
-}
-
-
-def llc_settings(settings: Mapping, seed: int) -> LLCSettings:
-    """:class:`LLCSettings` from the preset, overridden by the keys set in ``settings``.
-
-    devinterp scores MALA only on consecutive steps, so with ``engine: devinterp`` an unset
-    ``mala`` is ``consecutive``."""
-    names = {f.name for f in fields(LLCSettings)} - {"seed"}
-    given = {k: v for k, v in settings.items() if k in names}
-    preset = LLC_PRESETS[settings.get("preset", "validated")]
-    if settings.get("engine") == "devinterp":
-        preset = {"mala": "consecutive", **preset}
-    return LLCSettings(**{**preset, **given}, seed=seed)
 
 
 def measure_llc(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:

@@ -19,10 +19,11 @@ gradient of all chains together with ``torch.func.vmap`` over ``functional_call`
 update and (SGLD) scores the previous move's MALA ratio. It is a pure function of tensors,
 compiled once per process and problem shape with ``torch.compile`` (fullgraph, static shapes,
 C++ wrapper; ε, γ, nβ are tensor inputs, so new values do not recompile) unless
-``compile=False`` or compilation fails. The random draws (Gaussian noise, and per epoch one
+``compile=False`` or compilation fails. The Gaussian noise is counter-based (:mod:`.noise`): a
+function of the seed, the step and the element, computed inside the step (fused into the update
+when compiled), so it does not depend on the number of threads. The minibatches (per epoch one
 random permutation of the training set per chain, whose last partial batch is dropped) come
-from one seeded ``torch.Generator`` outside the step, on a second thread while the steps run
-when torch has two or more CPU threads.
+from one seeded ``torch.Generator`` outside the step.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -40,13 +38,17 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
+from sltgeom.analysis.noise import StepKeys, gaussians
+
 
 @dataclass
 class ChainTrace:
-    """Raw sampler output: minibatch losses (C, draws) and MALA acceptance (C, draws - 1)."""
+    """Raw sampler output: minibatch losses (C, draws), MALA acceptance (C, draws - 1) and the
+    chains' last state θ (C, d) (SGLD; None for SGNHT)."""
 
     loss: Tensor
     mala: Tensor
+    final: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -130,26 +132,33 @@ def drift(prob: Problem, theta: Tensor, idx: Tensor, nbeta: Tensor, gamma: Tenso
     return flatten(parts, prob.layout), loss
 
 
-def sgld_step(prob: Problem, theta: Tensor, idx: Tensor, noise: Tensor, prev, hyper):
+def step_noise(theta: Tensor, key: Tensor) -> Tensor:
+    """ξ ~ N(0, I) shaped like θ (C, d): the draws of the step with ``key`` (:mod:`.noise`)."""
+    return gaussians(key, *theta.shape, dtype=theta.dtype)
+
+
+def sgld_step(prob: Problem, theta: Tensor, idx: Tensor, key: Tensor, prev, hyper):
     """One SGLD move of all chains, and the log MALA ratio of the move before it.
 
-    prev = (ξ, D, U) of the previous move, U = nβ·L_B + γ/2‖θ - w*‖²; hyper = (nβ, γ, ε) as 0-d
-    tensors. Returns θ', (ξ, D(θ), U(θ)) for the next call, L_B(θ) and log α of the move into θ.
+    key: the step's noise key (:func:`.noise.step_key`); prev = (ξ, D, U) of the previous move,
+    U = nβ·L_B + γ/2‖θ - w*‖²; hyper = (nβ, γ, ε) as 0-d tensors. Returns θ', (ξ, D(θ), U(θ))
+    for the next call, L_B(θ) and log α of the move into θ.
     """
     nbeta, gamma, eps = hyper
+    noise = step_noise(theta, key)
     d, loss = drift(prob, theta, idx, nbeta, gamma)
     u = _potential(prob, nbeta, gamma)(theta, loss)
     log_a = mala_log_accept(prev[0], prev[1], d, prev[2], u, eps)
     return theta - (0.5 * eps) * d + eps.sqrt() * noise, (noise, d, u), loss, log_a
 
 
-def scored_sgld_step(prob: Problem, theta: Tensor, idx: Tensor, noise: Tensor, hyper):
+def scored_sgld_step(prob: Problem, theta: Tensor, idx: Tensor, key: Tensor, hyper):
     """One SGLD move of all chains with its log MALA ratio on the same minibatches ``idx``.
 
     Returns θ', L_B(θ) and log α of the move θ → θ' (a second drift, at θ', on ``idx``).
     """
     nbeta, gamma, eps = hyper
-    u_of = _potential(prob, nbeta, gamma)
+    u_of, noise = _potential(prob, nbeta, gamma), step_noise(theta, key)
     d, loss = drift(prob, theta, idx, nbeta, gamma)
     moved = theta - (0.5 * eps) * d + eps.sqrt() * noise
     d_moved, loss_moved = drift(prob, moved, idx, nbeta, gamma)
@@ -167,9 +176,10 @@ def _potential(prob: Problem, nbeta: Tensor, gamma: Tensor):
     return u
 
 
-def sgnht_step(prob: Problem, theta, idx, noise, momentum, thermostat, hyper):
+def sgnht_step(prob: Problem, theta, idx, key, momentum, thermostat, hyper):
     """One SGNHT move of all chains; hyper = (nβ, γ, ε, A). Returns θ', p', ζ', L_B(θ)."""
     nbeta, gamma, eps, diffusion = hyper
+    noise = step_noise(theta, key)
     d, loss = drift(prob, theta, idx, nbeta, gamma)
     p = momentum - eps * d
     p = p - thermostat * p + (2 * eps * diffusion).sqrt() * noise
@@ -181,7 +191,6 @@ _COMPILED: dict = {}
 # later problem that reuses a dead one's id is still new.
 _PROBLEMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 RECOMPILES = 64  # per step kind and process (torch's default of 8 would turn compiling off)
-AHEAD = 3  # steps whose random draws may be ready before they are taken
 
 
 def call_step(step, compile: bool, *args):
@@ -241,105 +250,64 @@ def full_loss(model: nn.Module, x: Tensor, y: Tensor, loss_fn, chunk: int = 8192
     return total / len(x)
 
 
-class _Inline:
-    """Stand-in for a one-thread executor that runs each call at once."""
-
-    def submit(self, fn, *args) -> Future:
-        future = Future()
-        future.set_result(fn(*args))
-        return future
-
-
-@contextmanager
-def _drawing_thread(device: torch.device):
-    """An executor for the random draws of the next steps, which the current step overlaps.
-
-    On the CPU with T ≥ 2 torch threads it is a thread of its own and the steps keep T - 1
-    (a step is too small to gain from a second intra-op thread; the draws are independent
-    work). Otherwise the draws run inline.
-    """
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads < 2:
-        yield _Inline()
-        return
-    torch.set_num_threads(threads - 1)
-    pool = ThreadPoolExecutor(1)
-    try:
-        yield pool
-    finally:
-        pool.shutdown()
-        torch.set_num_threads(threads)
-
-
 class _Sampler:
     """State and loop of C chains; ``run`` returns the per-draw losses and MALA acceptances."""
 
-    def __init__(self, model, x, y, loss_fn, settings, nbeta: float, compile: bool):
+    def __init__(self, model, x, y, loss_fn, settings, nbeta: float, compile: bool, init=None):
         self.s, self.compile = settings, compile
         self.prob = Problem.of(model, loss_fn, x, y)
-        self.theta = self.prob.w_star.expand(settings.chains, -1).clone()
+        start = self.prob.w_star.expand(settings.chains, -1) if init is None else init
+        self.theta = start.to(self.prob.w_star).clone()
         self.gen = torch.Generator(device=x.device).manual_seed(int(settings.seed))
+        self.keys = StepKeys(settings.seed, x.device)
         self.batches = ChainBatches(len(x), settings.batch_size, settings.chains, self.gen)
         values = [nbeta, settings.localization, settings.step_size, settings.diffusion_factor]
         th = self.theta
         self.hyper = tuple(torch.tensor(float(v), dtype=th.dtype, device=th.device) for v in values)
-        if settings.sampler == "sgnht":  # p₀ ~ N(0, ε), the generator's first draw
-            self.momentum = self._noise().mul_(math.sqrt(settings.step_size))
-
-    def _noise(self) -> Tensor:
-        th = self.theta
-        return torch.randn(th.shape, generator=self.gen, device=th.device, dtype=th.dtype)
-
-    def _draw(self) -> tuple[Tensor, Tensor]:
-        """Minibatch indices and noise of one step, in the order they come from the generator."""
-        return self.batches.next(), self._noise()
+        if settings.sampler == "sgnht":  # p₀ ~ N(0, ε), a noise stream of its own
+            self.momentum = step_noise(th, self.keys.init).mul_(math.sqrt(settings.step_size))
 
     def run(self, progress: bool = False) -> ChainTrace:
         s = self.s
-        with _drawing_thread(self.theta.device) as pool:
-            if s.sampler == "sgld":
-                losses, log_a = self._sgld(self._inputs(pool, progress))
-                mala = torch.stack(log_a, 1).clamp(max=0.0).exp()
-            else:
-                losses = self._sgnht(self._inputs(pool, progress))
-                mala = torch.full((s.chains, s.draws - 1), float("nan"))
-        return ChainTrace(loss=torch.stack(losses, 1).cpu(), mala=mala.cpu())
+        if s.sampler == "sgld":
+            losses, log_a, final = self._sgld(self._inputs(progress))
+            mala = torch.stack(log_a, 1).clamp(max=0.0).exp()
+        else:
+            losses, final = self._sgnht(self._inputs(progress)), None
+            mala = torch.full((s.chains, s.draws - 1), float("nan"))
+        return ChainTrace(loss=torch.stack(losses, 1).cpu(), mala=mala.cpu(), final=final)
 
-    def _inputs(self, pool, progress: bool):
-        """(t, indices, ξ) of each step, drawn up to AHEAD steps in advance."""
+    def _inputs(self, progress: bool):
+        """(t, minibatch indices, noise key) of each step."""
         total = self.s.burn_in + self.s.draws
-        drawn = deque(pool.submit(self._draw) for _ in range(min(AHEAD, total)))
         for t in tqdm(range(total), disable=not progress, desc="LLC (fast)"):
-            idx, noise = drawn.popleft().result()
-            if t + AHEAD < total:
-                drawn.append(pool.submit(self._draw))
-            yield t, idx, noise
+            yield t, self.batches.next(), self.keys(t)
 
-    def _sgld(self, inputs) -> tuple[list[Tensor], list[Tensor]]:
+    def _sgld(self, inputs) -> tuple[list[Tensor], list[Tensor], Tensor]:
         zeros = torch.zeros_like(self.theta)
         theta, prev = self.theta, (zeros, zeros.clone(), zeros.new_zeros(len(zeros)))
         losses, log_a = [], []
         scored, last = self.s.mala == "same_batch", self.s.burn_in + self.s.draws - 1
-        for t, idx, noise in inputs:
+        for t, idx, key in inputs:
             if scored and t >= self.s.burn_in:  # log α of the move out of this draw
-                args = (self.prob, theta, idx, noise, self.hyper[:3])
+                args = (self.prob, theta, idx, key, self.hyper[:3])
                 theta, loss, log_alpha = call_step(scored_sgld_step, self.compile, *args)
                 if t < last:
                     log_a.append(log_alpha)
             else:  # log α of the move into this point
-                args = (self.prob, theta, idx, noise, prev, self.hyper[:3])
+                args = (self.prob, theta, idx, key, prev, self.hyper[:3])
                 theta, prev, loss, log_alpha = call_step(sgld_step, self.compile, *args)
                 if t > self.s.burn_in:  # a move between two draws
                     log_a.append(log_alpha)
             if t >= self.s.burn_in:
                 losses.append(loss)
-        return losses, log_a
+        return losses, log_a, theta
 
     def _sgnht(self, inputs) -> list[Tensor]:
         theta, momentum, losses = self.theta, self.momentum, []
         thermostat = torch.full_like(theta[:, :1], self.s.diffusion_factor)
-        for t, idx, noise in inputs:
-            args = (self.prob, theta, idx, noise, momentum, thermostat, self.hyper)
+        for t, idx, key in inputs:
+            args = (self.prob, theta, idx, key, momentum, thermostat, self.hyper)
             theta, momentum, thermostat, loss = call_step(sgnht_step, self.compile, *args)
             if t >= self.s.burn_in:
                 losses.append(loss)
@@ -356,16 +324,19 @@ def sample_chains(
     *,
     compile: bool = True,
     progress: bool = False,
+    init: Tensor | None = None,
 ) -> ChainTrace:
-    """Run ``settings.chains`` chains of ``settings.sampler`` started at w* (the model's weights).
+    """Run ``settings.chains`` chains of ``settings.sampler`` started at w* (the model's weights),
+    or SGLD chains at ``init`` (C, d) (θ as in :attr:`ChainTrace.final`, still localized at w*).
 
     ``settings`` supplies sampler, chains, draws, burn_in, step_size (ε), localization (γ),
     batch_size, seed and diffusion_factor (SGNHT's A); ``x``/``y`` already live on the device the
     sampling runs on, and so does ``model``. Losses are recorded at the draw steps, before each
     move (devinterp's convention); MALA acceptances (SGLD only, NaN otherwise) are those of the
     moves between consecutive draws, scored as ``settings.mala`` says (:func:`sgld_step`:
-    consecutive minibatches; :func:`scored_sgld_step`: the move's own minibatch). With T ≥ 2
-    torch CPU threads one thread draws the random numbers while the others step
-    (``torch.set_num_threads`` is T - 1 meanwhile); the results do not depend on T.
+    consecutive minibatches; :func:`scored_sgld_step`: the move's own minibatch). The steps use
+    all torch threads (fastest when they have the cores to themselves, as a Snakemake job's
+    ``threads`` do; oversubscribed, the threads of one step wait on each other); the draws do
+    not depend on their number (:mod:`.noise`).
     """
-    return _Sampler(model, x, y, loss_fn, settings, nbeta, compile).run(progress)
+    return _Sampler(model, x, y, loss_fn, settings, nbeta, compile, init).run(progress)

@@ -12,6 +12,9 @@ Data sets: ``digits`` (bundled with scikit-learn, no network; fixed stratified 8
 seed 0), ``mnist``, ``fashion_mnist`` and ``cifar10`` (fetched from their canonical mirrors,
 or from ``mirror`` when given, and verified against MD5 checksums, or for a recompressed
 copy against the sha256 of the decompressed bytes where one is registered).
+
+The store (the only part that needs torch) is imported on first use of one of its names, so
+that the registry (``DATASETS``: shapes and class counts) serves the config stage without torch.
 """
 
 from .download import (
@@ -35,15 +38,26 @@ from .registry import (
     UnknownDatasetError,
     get_spec,
 )
-from .store import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    LoadedDataset,
-    load_dataset,
-    prepare_dataset,
-    read_dataset_file,
-    save_payload,
+
+_STORE = (
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "LoadedDataset",
+    "load_dataset",
+    "prepare_dataset",
+    "read_dataset_file",
+    "save_payload",
 )
+
+
+def __getattr__(name: str):
+    """The store's names, imported (with torch) on first use."""
+    if name in _STORE:
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATASETS",

@@ -18,7 +18,6 @@ import plotly.io as pio
 
 from . import run_figures, spectrum_figures, step_size_figures, study_figures, toy_figures
 from .static import to_png
-from .stats import llc_difference
 from .study import StudySpec, architectures_in
 from .style import compact
 from .transition import transition
@@ -32,8 +31,10 @@ CAPTIONS = {
     "y-range spans trusted estimates only, and estimates at checkpoints that are not local "
     "minima (epoch 0, loss_below_init), not converged or NaN are open diamonds pinned just "
     "outside it (hover for their values and reasons).",
-    "llc_difference": "NGD − SGD difference of the final-epoch LLC with its 95% Welch "
-    "interval; an interval clear of 0 is a significant difference.",
+    "llc_difference": "NGD − SGD difference of the final-epoch LLC with its 95% intervals: "
+    "Welch's (squares, unpaired) and the paired test's over the seeds both optimizers ran "
+    "(circles: the runs of a seed share their initial weights or trunk); an interval clear of 0 "
+    "is a significant difference before Holm's correction (see the statistics table).",
     "loss": "Training (solid) and validation (dotted) loss per epoch; an x marks divergence.",
     "update_norms": "Update norm ‖Δw‖₂: mean per epoch (top) and per optimizer step, "
     "bin-averaged for display (bottom).",
@@ -50,10 +51,18 @@ CAPTIONS = {
     "llc_rank": "The LLC over rank(H)/2 against the relative eigenvalue threshold τ that the "
     "rank counts (|λᵢ| > τ·max|λ|), at the last analysed epoch, mean over seeds: above the "
     "dashed line 1 the claim λ ≥ rank(H)/2 holds at that threshold (table llc_rank).",
-    "llc_convergence": "Running LLC estimate of each chain over the draws at the last "
-    "analysed epoch; converged chains flatten out.",
-    "transition": "Spectra before (dashed) and after (solid) the largest drop in training loss "
-    "between consecutive epochs: Hessian density (left), Fisher KFAC density (right).",
+    "llc_convergence": "Running LLC estimate of each chain over the draws, one panel per "
+    "optimizer and one line set per analysed epoch (later epochs darker; every epoch for the "
+    "representative seed, the last for the others); converged chains flatten out.",
+    "loss_llc": "Training (solid) and validation (dotted) loss per epoch (left axis) with the LLC "
+    "(right axis, mean ± std over chains; x: a diagnostic flag; open diamonds pinned outside "
+    "the trusted range: not a local minimum, not converged or NaN, hover for the value and "
+    "reason).",
+    "transition": "Spectra before (dashed) and after (solid) a drop in training loss: the "
+    "largest drop between consecutive epochs after the initialisation, or the epochs set in the "
+    "study's transition key. Hessian density, Fisher KFAC density and the histogram of log10 "
+    "of the Fisher diagonal's entries (those outside the bins, e.g. exact zeros of dead units, are "
+    "counted below and in the hover text).",
     "step_size": "Step-size probe along each probed update d: α* = −d̂ᵀg/d̂ᵀHd̂ (solid) against "
     "the step taken ‖d‖ (dotted) and the line-scan minimiser of the minibatch loss (x); the "
     "step ratio ‖d‖/α* (past 2, dashed, the quadratic model predicts a loss increase); the "
@@ -113,8 +122,10 @@ def _study_level(tables: Mapping, spec: StudySpec, stats: pd.DataFrame, out: lis
 
 
 def split_runs(tables: Mapping[str, pd.DataFrame]) -> dict[tuple, dict[str, pd.DataFrame]]:
-    """{(architecture, seed): {table name: its rows}}, grouped once (an absent pair gets an
-    empty frame with the table's columns)."""
+    """{(architecture, seed): {table name: its rows}} of the per-run tables (those with a seed
+    column; not the across-seed ``llc_difference``), grouped once (an absent pair gets an empty
+    frame with the table's columns)."""
+    tables = {name: frame for name, frame in tables.items() if "seed" in frame}
     groups = {
         name: dict(list(frame.groupby(["architecture", "seed"]))) for name, frame in tables.items()
     }
@@ -132,6 +143,9 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
     n = options["max_points"]
     built = {
         "loss": run_figures.loss(part["training"], spec, f"{label}: loss"),
+        "loss_llc": run_figures.loss_llc(
+            part["training"], part.get("llc"), spec, f"{label}: loss and LLC"
+        ),
         "update_norms": run_figures.update_norms(
             part["training"], part["steps"], spec, f"{label}: update norms", n
         ),
@@ -148,7 +162,7 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
             part.get("generalisation"), spec, f"{label}: generalisation estimate"
         ),
         "llc_convergence": run_figures.llc_convergence(
-            part.get("llc"), part.get("llc_trace"), spec, f"{label}: LLC chains, last epoch", n
+            part.get("llc"), part.get("llc_trace"), spec, f"{label}: LLC chains per epoch", n
         ),
         "step_size": step_size_figures.step_size(
             part.get("step_size"), spec, f"{label}: optimal step size along the update", n
@@ -162,7 +176,8 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
         part.get("hessian_density"),
         part.get("fisher_density"),
         spec,
-        f"{label}: spectra around the largest loss drop",
+        f"{label}: spectra around the loss drop",
+        part.get("fisher_diag_histogram"),
     )
     built["transition"] = fig
     for figure, fig in built.items():
@@ -181,10 +196,10 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
 
 
 def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: Mapping):
-    """(entries with figures, LLC-difference table, notes) for one study's tables.
+    """(entries with figures, notes) for one study's tables.
 
-    ``tables`` maps table names (``training``, ``llc``, ...) to frames; an absent analysis is
-    simply missing, and its figures are skipped with a note.
+    ``tables`` maps table names (``training``, ``llc``, ``llc_difference``...) to frames; an
+    absent analysis is simply missing, and its figures are skipped with a note.
     """
     options = {**DEFAULTS, **options}
     notes = [
@@ -193,9 +208,8 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
         if kind not in tables
     ]
     notes += filter(None, [step_size_figures.curvature_note(tables.get("step_size"))])
-    stats = llc_difference(tables.get("llc"), spec)
     out: list = []
-    _study_level(tables, spec, stats, out)
+    _study_level(tables, spec, tables.get("llc_difference"), out)
     training = tables["training"]
     seeds = sorted(int(s) for s in training["seed"].unique())
     rep = spec.representative_seed(seeds)
@@ -204,7 +218,7 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
         for seed in seeds:
             if (arch, seed) in runs and (options["run_figures"] == "all" or seed == rep):
                 _per_run(runs[(arch, seed)], spec, arch, seed, seed == rep, out, options)
-    return out, stats, notes
+    return out, notes
 
 
 def toy_gallery(toy: pd.DataFrame, trace: pd.DataFrame | None = None):
@@ -243,18 +257,23 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def read_tables(paths) -> dict[str, pd.DataFrame]:
+def read_tables(paths, trace_seeds=None) -> dict[str, pd.DataFrame]:
     """Parquet tables keyed by file stem (``.../tables/llc.parquet`` -> ``llc``).
 
-    Of ``llc_trace`` (every SGLD draw of every checkpoint) only the epochs that are some run's
-    last LLC epoch are read: the convergence figure shows those alone.
+    Of ``llc_trace`` (every SGLD draw of every checkpoint: tens of millions of rows for the
+    paper's studies) every epoch is read for the seeds in ``trace_seeds`` (None: all seeds),
+    and for the other seeds only the epochs that are some run's last LLC epoch.
     """
     paths = {Path(p).stem: p for p in paths}
     tables = {name: pd.read_parquet(p) for name, p in paths.items() if name != "llc_trace"}
     if "llc_trace" in paths and "llc" in tables:
         last = tables["llc"].groupby(["architecture", "optimizer", "seed"])["epoch"].max()
         epochs = sorted({int(e) for e in last})
-        tables["llc_trace"] = pd.read_parquet(paths["llc_trace"], filters=[("epoch", "in", epochs)])
+        filters = None
+        if trace_seeds is not None:
+            seeds = [int(s) for s in trace_seeds]
+            filters = [[("seed", "in", seeds)], [("epoch", "in", epochs)]]
+        tables["llc_trace"] = pd.read_parquet(paths["llc_trace"], filters=filters)
     return tables
 
 
@@ -262,19 +281,13 @@ def read_index(folder: str | Path) -> dict:
     return json.loads((Path(folder) / "index.json").read_text())
 
 
-def build_study_figures(
-    table_paths, spec: Mapping, options: Mapping, folder: str | Path, stats_path: str | Path
-) -> pd.DataFrame:
-    """Everything the ``figures`` rule makes: the figure folder and the LLC-difference table."""
-    from ..tables import write_parquet
-
+def build_study_figures(table_paths, spec: Mapping, options: Mapping, folder: str | Path) -> Path:
+    """Everything the ``figures`` rule makes: the study's figure folder."""
     options = {**DEFAULTS, **(options or {})}
-    entries, stats, notes = study_gallery(
-        read_tables(table_paths), StudySpec.from_params(spec), options
-    )
-    write_gallery(entries, notes, folder, dpi=options["dpi"])
-    write_parquet(stats, stats_path)
-    return stats
+    spec = StudySpec.from_params(spec)
+    tables = read_tables(table_paths, trace_seeds=spec.seeds[:1] or None)
+    entries, notes = study_gallery(tables, spec, options)
+    return write_gallery(entries, notes, folder, dpi=options["dpi"])
 
 
 def build_toy_figures(

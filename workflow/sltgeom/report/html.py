@@ -5,6 +5,9 @@ from the figure folders' ``<name>.json``) drawn by one ``Plotly.newPlot`` call, 
 opens from ``file://`` with no network. Sections follow the studies in config order (the order
 of the paper), then the minimally singular model, the lazy-training study, then provenance.
 
+The report reads only the files it is given (the report rule's named inputs,
+:func:`sltgeom.layout.report_inputs`), never a path of its own making.
+
 Per-run figures are embedded for one representative seed per architecture (every optimizer of
 the study is in each figure); the folders hold them for every seed.
 """
@@ -22,6 +25,7 @@ import pandas as pd
 import yaml
 from plotly.offline import get_plotlyjs
 
+from .. import layout
 from ..atomic import atomic_output
 from . import diagnostics, lazy_figures, provenance, toy_figures
 from .gallery import read_index
@@ -48,7 +52,7 @@ PLOT_CONFIG = {"responsive": True, "displaylogo": False}
 
 @dataclass
 class StudyData:
-    """What the report shows of one study, read from ``results/<study>/``."""
+    """What the report shows of one part (a study, the toy model or the lazy-training study)."""
 
     name: str
     config: dict
@@ -57,18 +61,15 @@ class StudyData:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def read_study(results: Path, name: str, config: Mapping) -> StudyData:
-    """A study's figure index and the tables the report needs (any may be absent)."""
-    folder = results / name / "figures"
+def read_part(name: str, config: Mapping, inputs: Mapping[str, str]) -> StudyData:
+    """One part's figure index (``inputs["figures"]``, its folder; without ``index.json`` the
+    part has no figures) and its tables: every other input, named as in ``inputs``."""
+    inputs = dict(inputs)
+    folder = Path(inputs.pop("figures")) if "figures" in inputs else None
     data = StudyData(name, dict(config), folder=folder)
-    if (folder / "index.json").exists():
+    if folder is not None and (folder / "index.json").exists():
         data.index = read_index(folder)
-    analysis = config.get("analysis", {})
-    for table in ("training", "llc", "hessian", "llc_difference", "toy"):
-        path = results / name / "tables" / f"{table}.parquet"
-        enabled = analysis.get(table, {}).get("enabled", True)  # a stale table stays unread
-        if path.exists() and enabled:
-            data.tables[table] = pd.read_parquet(path)
+    data.tables = {table: pd.read_parquet(path) for table, path in inputs.items()}
     return data
 
 
@@ -139,8 +140,9 @@ def _left_out(nan: int, diverged: int) -> str:
 
 
 def stats_table(stats: pd.DataFrame, llc: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The LLC-difference table as the report shows it (mean ± std (n), interval, p); with the
-    study's ``llc`` table, the NaN estimates left out of the test are counted beside n."""
+    """The LLC-difference table as the report shows it (mean ± std (n); Welch's and the paired
+    difference, interval, df, p and Holm-adjusted p); with the study's ``llc`` table, the NaN
+    estimates left out of the tests are counted beside n."""
     rows = []
     for r, d in zip(stats.itertuples(), nan_left_out(llc, stats).itertuples(), strict=True):
         ngd, sgd = _left_out(d.nan_ngd, d.diverged_ngd), _left_out(d.nan_sgd, d.diverged_sgd)
@@ -156,9 +158,16 @@ def stats_table(stats: pd.DataFrame, llc: pd.DataFrame | None = None) -> pd.Data
                 "SGD LLC": f"{_fmt(r.llc_sgd_mean, 1)} ± {_fmt(r.llc_sgd_std, 1)} "
                 f"(n={r.n_sgd}{sgd})",
                 "NGD − SGD": _fmt(r.difference),
-                f"{level} interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+                f"Welch {level} interval": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
                 "Welch df": _fmt(r.df, 1),
-                "p": _p(r.p_value),
+                "Welch p": _p(r.p_value),
+                "Welch p (Holm)": _p(r.p_value_holm),
+                "paired NGD − SGD": f"{_fmt(r.paired_difference)} ({r.n_pairs} pairs"
+                + (f", {r.unpaired_seeds} unpaired seeds dropped)" if r.unpaired_seeds else ")"),
+                f"paired {level} interval": f"[{_fmt(r.paired_ci_low)}, {_fmt(r.paired_ci_high)}]",
+                "paired df": _fmt(r.paired_df, 1),
+                "paired p": _p(r.paired_p_value),
+                "paired p (Holm)": _p(r.paired_p_value_holm),
                 "flagged (NGD/SGD)": f"{r.flagged_ngd}/{r.flagged_sgd}",
             }
         )
@@ -172,11 +181,15 @@ def _statistics(page: Page, study: StudyData) -> None:
     page.heading(3, "NGD − SGD LLC at the final epoch")
     page.para(
         "Welch's t-test across seeds (unequal variances) with the Welch–Satterthwaite interval "
-        "of the mean difference; 'flagged' counts final-epoch estimates carrying an LLC "
-        "diagnostic flag (see Diagnostics). NaN estimates (SGLD diverged in every attempt, "
-        "even after the recorded retries with a smaller step) cannot enter the test: they are "
-        "left out and counted beside n as 'NaN left out'. Also in "
-        f"results/{study.name}/tables/llc_difference.parquet."
+        "of the mean difference, and the paired t-test over the seeds that both optimizers ran "
+        "(a seed's runs share their initial weights, or in a swap study their trunk, so the "
+        "seeds pair them; a seed estimated on one side only is dropped and counted). 'Holm' "
+        "p-values are Holm–Bonferroni adjusted across this study's rows (its architectures and "
+        "optimizer pairs), each test separately. 'flagged' counts final-epoch estimates "
+        "carrying an LLC diagnostic flag (see Diagnostics). NaN estimates (SGLD diverged in "
+        "every attempt, even after the recorded retries with a smaller step) cannot enter the "
+        "tests: they are left out and counted beside n as 'NaN left out'. Also in "
+        f"{layout.table_path(study.name, 'llc_difference')}."
     )
     page.table(stats_table(stats, study.tables.get("llc")), max_rows=200)
 
@@ -276,8 +289,8 @@ def _figures(page: Page, study: StudyData) -> None:
             page.figure(study.folder / f"{entry['name']}.json", _caption(entry))
     if runs:
         page.para(
-            f"Per-run figures of every seed (interactive HTML and PNG): results/{study.name}/"
-            "figures/."
+            "Per-run figures of every seed (interactive HTML and PNG): "
+            f"{layout.figures_dir(study.name)}/."
         )
 
 
@@ -289,7 +302,20 @@ def _caption(entry: Mapping) -> str:
         f"{d['optimizer']}: epoch {d['before']} → {d['after']} (−{d['drop']:.3g} nats)"
         for d in drops
     )
-    return f"{entry['caption']} Largest drop: {where}."
+    chosen = (
+        "Compared (the study's transition key)"
+        if drops[0].get("chosen") == "config"
+        else "Largest drop"
+    )
+    outside = "; ".join(
+        f"{d['optimizer']} epoch {epoch}: {text}"
+        for d in drops
+        for epoch, text in d.get("diagonal_outside", {}).items()
+    )
+    outside = (
+        f" Fisher diagonal entries outside the histogram's bins: {outside}." if outside else ""
+    )
+    return f"{entry['caption']} {chosen}: {where}.{outside}"
 
 
 def study_section(page: Page, study: StudyData) -> None:
@@ -356,7 +382,8 @@ def lazy_section(page: Page, lazy: StudyData) -> None:
         "Seed notebook 003 (docs/lazy_training.md). Chizat, Oyallon & Bach (2019): the model "
         "α(f(x; w) − f(x; w₀)) trained with step η/α² moves its weights by O(1/α) and stays "
         "O(1/α) from its linearisation, kernel gradient descent with the tangent kernel K₀; "
-        "wide networks approach the same regime. Tables: results/lazy_training/tables/."
+        "wide networks approach the same regime. Tables: "
+        f"{layout.RESULTS}/{layout.LAZY}/tables/."
     )
     summary = lazy_figures.theory_summary(lazy.tables)
     for key, heading in LAZY_CHECKS:
@@ -368,15 +395,6 @@ def lazy_section(page: Page, lazy: StudyData) -> None:
     page.heading(3, "Figures")
     _figures(page, lazy)
     page.yaml("Configuration of the lazy-training study", lazy.config)
-
-
-def read_lazy(results: Path, config: Mapping) -> StudyData:
-    folder = results / "lazy_training" / "figures"
-    data = StudyData("lazy_training", dict(config), folder=folder)
-    if (folder / "index.json").exists():
-        data.index = read_index(folder)
-    data.tables = lazy_figures.read_lazy_tables(results / "lazy_training" / "tables")
-    return data
 
 
 def provenance_section(page: Page, studies, benchmarks: Path, root: Path) -> None:
@@ -456,19 +474,23 @@ def _document(title: str, body: str) -> str:
 def write_report(
     path: str | Path,
     config: Mapping,
-    results: str | Path = "results",
+    inputs: Mapping,
     benchmarks: str | Path = "benchmarks",
     root: str | Path = ".",
     title: str = "sltgeom report",
 ) -> Path:
-    """Read every study's figures and tables under ``results`` and write the report."""
-    results, path = Path(results), Path(path)
+    """Write the report of ``config`` from the figure folders and tables named in ``inputs``
+    (``{"<part>.<name>": path}``, :func:`sltgeom.layout.report_inputs`; other keys ignored)."""
+    path = Path(path)
     config = _plain(config)
-    studies = [read_study(results, n, c) for n, c in config["studies"].items()]
-    toy = None
-    if config.get("minimally_singular"):
-        toy = read_study(results, "minimally_singular", config["minimally_singular"])
-    lazy = read_lazy(results, config["lazy_training"]) if config.get("lazy_training") else None
+    parts = layout.inputs_by_part(inputs)
+
+    def read(name: str, part_config: Mapping) -> StudyData:
+        return read_part(name, part_config, parts.get(name, {}))
+
+    studies = [read(name, study) for name, study in config["studies"].items()]
+    toy = read(layout.TOY, config[layout.TOY]) if config.get(layout.TOY) else None
+    lazy = read(layout.LAZY, config[layout.LAZY]) if config.get(layout.LAZY) else None
     text = render(config, studies, toy, Path(benchmarks), Path(root), title, lazy)
     with atomic_output(path) as handle:
         handle.write(text.encode("utf-8"))

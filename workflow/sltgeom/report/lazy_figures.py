@@ -533,11 +533,6 @@ def theory_summary(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame
     return out
 
 
-def read_lazy_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
-    """Every table under results/lazy_training/tables, keyed by name."""
-    return {p.stem: pd.read_parquet(p) for p in sorted(Path(folder).glob("*.parquet"))}
-
-
 def build_lazy_figures(table_paths, options: Mapping, folder: str | Path) -> Path:
     """Everything the ``lazy_figures`` rule makes: the study's figure folder and index."""
     from .gallery import DEFAULTS, Entry, write_gallery

@@ -59,6 +59,28 @@ def loss(training: pd.DataFrame, spec: StudySpec, title: str) -> go.Figure | Non
     return fig
 
 
+def loss_llc(
+    training: pd.DataFrame, llc: pd.DataFrame | None, spec: StudySpec, title: str
+) -> go.Figure | None:
+    """Train (solid) and validation (dotted) loss per epoch on the left axis, the LLC on a
+    second axis on the right, its untrusted estimates pinned off scale (seed notebook 001)."""
+    if training.empty or llc is None or llc.empty:
+        return None
+    fig = new_figure(title, ["Loss (nats)"])
+    series = (("train_loss", None, "train"), ("val_loss", "dot", "val"))
+    _epoch_lines(fig, training, spec, series, diverged=True)
+    fig.update_layout(
+        yaxis2={"title": {"text": "LLC"}, "overlaying": "y", "side": "right", "showgrid": False},
+        margin={"r": 70},
+    )
+    _llc_panel(fig, with_branch_start(llc, spec), spec, secondary=True)
+    fig.for_each_trace(  # told apart from the loss lines of the same colour
+        lambda t: t.update(line_dash="dashdot", marker_symbol="square"),
+        selector=lambda t: t.name.endswith(" LLC"),
+    )
+    return fig
+
+
 def _mark_diverged(fig: go.Figure, rows: pd.DataFrame, opt: str, spec: StudySpec) -> None:
     diverged = rows[rows["diverged"]]
     if diverged.empty:
@@ -139,14 +161,15 @@ def llc_hessian(
     return fig
 
 
-def _llc_panel(fig: go.Figure, llc: pd.DataFrame, spec: StudySpec) -> None:
+def _llc_panel(fig: go.Figure, llc: pd.DataFrame, spec: StudySpec, secondary=False) -> None:
     """LLC per optimizer on a y-range of the trusted estimates; x: an on-scale flag; open
-    diamonds pinned outside the range: untrusted estimates (see :mod:`.llc_trust`)."""
+    diamonds pinned outside the range: untrusted estimates (see :mod:`.llc_trust`). In the
+    first panel, or with ``secondary`` on the second y axis (``yaxis2``) of a single plot."""
     llc = llc.reset_index(drop=True)
     why = off_scale_reasons(llc)
     ok = why == ""
     scale = trusted_scale(llc[ok])
-    where = axis_ref(fig, 1)
+    where = {"yaxis": "y2"} if secondary else axis_ref(fig, 1)
     pinned = []
     for slot, (opt, rows) in enumerate(_by_optimizer(llc, spec)):
         trusted = ok.loc[rows.index]
@@ -184,7 +207,11 @@ def _llc_panel(fig: go.Figure, llc: pd.DataFrame, spec: StudySpec) -> None:
                 add_off_scale(fig, untrusted, why, scale, opt, spec.colour(opt), **options)
             )
     if pinned:
-        fig.update_yaxes(range=scale.axis_range(np.concatenate(pinned)), **where)
+        span = scale.axis_range(np.concatenate(pinned))
+        if secondary:
+            fig.update_layout(yaxis2_range=span)
+        else:
+            fig.update_yaxes(range=span, **where)
 
 
 def _hessian_panels(fig: go.Figure, hessian: pd.DataFrame, spec: StudySpec, row: int) -> None:
@@ -273,25 +300,35 @@ def llc_convergence(
     title: str,
     max_points: int,
 ) -> go.Figure | None:
-    """Running LLC estimate per chain over the draws at each optimizer's last analysed epoch:
-    a converged chain flattens out (``trace_rising`` flags one that still climbs)."""
+    """Running LLC estimate per chain over the draws, one panel per optimizer (the trunk
+    included) and one line set per analysed epoch in ``trace`` (later epochs darker): a converged
+    chain flattens out (``trace_rising`` flags one that still climbs). Each line has at most
+    ``max_points`` / (number of epochs) points, but not fewer than min(``max_points``, 50)."""
     if llc is None or trace is None or llc.empty or trace.empty:
         return None
-    fig = new_figure(title, ["Running LLC estimate"], x_title="Draw (after burn-in)")
-    names = spec.branches(llc["optimizer"]) or spec.order(llc["optimizer"])
-    for opt in names:
-        row = llc[llc["optimizer"] == opt].sort_values("epoch").iloc[-1]
-        draws = trace[(trace["optimizer"] == opt) & (trace["epoch"] == row["epoch"])]
-        running = running_llc(draws, row["nbeta"], row["loss_init"])
-        for chain, rows in running.groupby("chain"):
-            keep = stride(len(rows), max_points)
-            fig.add_scatter(
-                x=rows["draw"].to_numpy(float)[keep],
-                y=rows["llc"].to_numpy(float)[keep],
-                name=f"{opt} (epoch {int(row['epoch'])})",
-                mode="lines",
-                line={**_line(opt, spec), "width": 1},
-                legendgroup=opt,
-                showlegend=bool(chain == running["chain"].min()),
-            )
+    names = [o for o in spec.order(trace["optimizer"]) if (llc["optimizer"] == o).any()]
+    fig = new_figure(
+        title, [f"{opt}: running LLC" for opt in names], x_title="Draw (after burn-in)"
+    )
+    for panel, opt in enumerate(names, start=1):
+        rows = llc[llc["optimizer"] == opt].set_index("epoch")
+        epochs = sorted(set(trace.loc[trace["optimizer"] == opt, "epoch"]) & set(rows.index))
+        points = max(max_points // max(len(epochs), 1), min(max_points, 50))
+        for i, epoch in enumerate(epochs):
+            row = rows.loc[epoch]
+            draws = trace[(trace["optimizer"] == opt) & (trace["epoch"] == epoch)]
+            running = running_llc(draws, row["nbeta"], row["loss_init"])
+            for chain, chain_rows in running.groupby("chain"):
+                keep = stride(len(chain_rows), points)
+                fig.add_scatter(
+                    x=chain_rows["draw"].to_numpy(float)[keep],
+                    y=chain_rows["llc"].to_numpy(float)[keep],
+                    name=f"{opt} (epoch {int(epoch)})",
+                    mode="lines",
+                    opacity=0.35 + 0.65 * (i + 1) / len(epochs),
+                    line={**_line(opt, spec), "width": 1},
+                    legendgroup=f"{opt}{epoch}",
+                    showlegend=bool(chain == running["chain"].min()),
+                    **axis_ref(fig, panel),
+                )
     return fig

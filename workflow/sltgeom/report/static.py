@@ -1,8 +1,9 @@
 """Static PNG copies of the plotly figures, drawn with matplotlib (no browser needed).
 
 Covers what the figure modules use: scatter traces (lines, markers, dash styles, error bars,
-categorical axes), subplot grids from ``make_subplots``, log axes, fixed y-ranges, tick labels,
-vertical lines and their annotations, the title.
+categorical axes, step lines), subplot grids from ``make_subplots``, a second y axis overlaying a
+single plot (``overlaying``), log axes, fixed y-ranges, tick labels, vertical lines and their
+annotations, the title.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _draw_trace(ax, trace, ticks: dict) -> None:
     style["label"] = trace.name if trace.showlegend is not False else None
     style["linestyle"] = DASH.get(trace.line.dash, "-") if "lines" in mode else "none"
     style["linewidth"] = trace.line.width or 1.5
+    if trace.line.shape == "hv":
+        style["drawstyle"] = "steps-post"
     if "markers" in mode:
         style |= _marker(trace)
     xerr, yerr = _errors(trace.error_x), _errors(trace.error_y)
@@ -125,7 +128,10 @@ def _style_axis(ax, layout, xs: str, ys: str, ticks: dict) -> None:
     for name, setter in (("x", ax.set_xticks), ("y", ax.set_yticks)):
         if ticks.get(name):
             setter(list(ticks[name].values()), list(ticks[name]))
-    ax.grid(True, color="#e6e6e6", linewidth=0.6)
+    if yaxis.showgrid is False:
+        ax.grid(False)
+    else:
+        ax.grid(True, color="#e6e6e6", linewidth=0.6)
 
 
 def _draw_shapes(fig: go.Figure, axes: dict) -> None:
@@ -186,6 +192,9 @@ def to_png(fig: go.Figure, path: str | Path, dpi: int = 100) -> Path:
         wspace=0.3,
     )
     axes = {pair: cells[r][c] for pair, (r, c) in grid.items()}
+    for pair in axes:  # a y axis overlaying another: matplotlib's twin on the right
+        if fig.layout[f"yaxis{pair[1]}"].overlaying:
+            axes[pair] = axes[pair].twinx()
     ticks = {pair: {} for pair in grid}
     for trace in fig.data:
         pair = (_suffix(trace.xaxis), _suffix(trace.yaxis))

@@ -1,10 +1,24 @@
-"""NGD − SGD difference of the final-epoch LLC across seeds: Welch's t-test and its interval.
+"""NGD − SGD difference of the final-epoch LLC across seeds: Welch's and the paired t-test,
+each with its interval, and Holm's correction across a study's comparisons.
 
-For samples a (NGD, one LLC per seed) and b (SGD) with means m, variances s² (ddof 1) and sizes
-n, the difference m_a − m_b has standard error se = √(s_a²/n_a + s_b²/n_b) and Welch–
+Welch: for samples a (NGD, one LLC per seed) and b (SGD) with means m, variances s² (ddof 1)
+and sizes n, the difference m_a − m_b has standard error se = √(s_a²/n_a + s_b²/n_b) and Welch–
 Satterthwaite degrees of freedom ν = se⁴ / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)); the
 interval is m_a − m_b ± t_{ν, (1+c)/2} · se and the two-sided p-value that of
 ``scipy.stats.ttest_ind(a, b, equal_var=False)``.
+
+Paired: both optimizers of a seed start from the same weights (standard protocol: the seed's
+initialisation; swap: the seed's trunk), so the seeds pair the samples. With dᵢ = aᵢ − bᵢ over
+the n seeds that have an estimate on both sides (the others are dropped and counted), the mean
+d̄ has se = s_d/√n, ν = n − 1, interval d̄ ± t_{ν, (1+c)/2} · se and the p-value of
+``scipy.stats.ttest_rel(a, b)``. It removes the between-seed variance the two sides share.
+
+Holm–Bonferroni over the m finite p-values of a study (its architectures × optimizer pairs),
+sorted p₍₁₎ ≤ … ≤ p₍ₘ₎: adjusted p₍ᵢ₎ = maxⱼ≤ᵢ min(1, (m − j + 1) p₍ⱼ₎), controlling the
+family-wise error rate; done for Welch's and the paired p-values separately.
+
+The tables stage writes the result (``results/<study>/tables/llc_difference.parquet``, rule
+``llc_difference``); the figures and the report read it. Torch-free.
 """
 
 from __future__ import annotations
@@ -45,6 +59,52 @@ def welch(a, b, confidence: float = 0.95) -> dict[str, float]:
     return out
 
 
+def paired(a, b, confidence: float = 0.95) -> dict[str, float]:
+    """The paired t-test of a − b for aligned samples (NaN pairs dropped): mean difference,
+    interval, df, t, p and the number of pairs (NaN statistics if fewer than 2 pairs)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = a[keep] - b[keep]
+    n = len(d)
+    out = {"n_pairs": n, "paired_difference": d.mean() if n else np.nan}
+    out |= {"paired_ci_low": np.nan, "paired_ci_high": np.nan}
+    out |= {"paired_df": np.nan, "paired_t": np.nan, "paired_p_value": np.nan}
+    if n < 2:
+        return out
+    se = d.std(ddof=1) / np.sqrt(n)
+    if se > 0:
+        half = stats.t.ppf((1 + confidence) / 2, n - 1) * se
+        p = stats.ttest_rel(a[keep], b[keep]).pvalue
+        out |= {"paired_t": d.mean() / se, "paired_p_value": p}
+        out |= {"paired_ci_low": d.mean() - half, "paired_ci_high": d.mean() + half}
+    out["paired_df"] = float(n - 1)
+    return out
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values, in the input order; NaN stays NaN and is not counted
+    among the m tests."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    scaled = (m - np.arange(m)) * p[order]  # (m − j + 1) p₍ⱼ₎ for j = 1 … m
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
+def _paired_by_seed(a: pd.DataFrame, b: pd.DataFrame, confidence: float) -> dict:
+    """:func:`paired` on the seeds with a finite estimate on both sides; ``unpaired_seeds``
+    counts those with one on one side only."""
+    finite = [rows[np.isfinite(rows["llc_mean"].to_numpy(dtype=float))] for rows in (a, b)]
+    a_by, b_by = (rows.set_index("seed")["llc_mean"] for rows in finite)
+    seeds = a_by.index.intersection(b_by.index).sort_values()
+    out = paired(a_by.loc[seeds], b_by.loc[seeds], confidence)
+    return out | {"unpaired_seeds": len(a_by) + len(b_by) - 2 * len(seeds)}
+
+
 def final_values(llc: pd.DataFrame, architecture: str, optimizer: str, epoch: int) -> pd.DataFrame:
     """LLC rows of one (architecture, optimizer) at ``epoch``, one per seed."""
     rows = llc[
@@ -70,12 +130,14 @@ def _side(rows: pd.DataFrame, label: str) -> dict:
 def llc_difference(
     llc: pd.DataFrame | None, spec: StudySpec, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """One row per (architecture, NGD variant, SGD variant): the final-epoch LLC difference.
+    """One row per (architecture, NGD variant, SGD variant): the final-epoch LLC difference,
+    Welch's and the paired test, and both p-values Holm-adjusted across the study's rows.
 
     An absent or empty LLC table gives an empty table. The final epoch is the last epoch
     analysed for the pair in that architecture; seeds without an estimate there (e.g. diverged
     runs) and NaN estimates (every SGLD retry diverged) are left out of both the counts and the
-    test; :func:`nan_left_out` counts the NaNs, which the report shows beside the test.
+    tests (the paired test also drops a seed whose other side is missing: ``unpaired_seeds``);
+    :func:`nan_left_out` counts the NaNs, which the report shows beside the tests.
     """
     rows = []
     for arch in architectures_in(llc, spec) if llc is not None and len(llc) else []:
@@ -86,10 +148,13 @@ def llc_difference(
             a = final_values(llc, arch, ngd, epoch)
             b = final_values(llc, arch, sgd, epoch)
             test = welch(a["llc_mean"], b["llc_mean"], confidence)
+            test |= _paired_by_seed(a, b, confidence)
             row = {"study": spec.name, "architecture": arch, "ngd": ngd, "sgd": sgd}
             row |= {"epoch": epoch, **_side(a, "ngd"), **_side(b, "sgd"), **test}
             rows.append(row | {"confidence": confidence})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["p_value_holm"] = holm(frame["p_value"])
+    frame["paired_p_value_holm"] = holm(frame["paired_p_value"])
     return frame.astype(COLUMNS)
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-TRUNK = "trunk"
-KEY = ["study", "architecture", "optimizer", "seed"]
+from ..layout import RUN_COLUMNS, TRUNK
+
 COLOURS = {
     "sgd": ["#1f5fa8", "#5b9bd5", "#0b3d6e", "#2ca7a0", "#7a5fb0"],
     "ngd": ["#c80000", "#e8803c", "#8b1a1a", "#d4419b", "#b58900"],
@@ -33,12 +33,15 @@ class StudySpec:
     protocol: str = "standard"
     swap_epoch: int | None = None
     swap_from: str | None = None
+    transition: tuple[int, int] | None = None  # (before, after) chosen in the config
 
     @classmethod
     def from_params(cls, params: Mapping) -> StudySpec:
         """From the plain dict a Snakemake rule passes as ``params.study``."""
         values = dict(params)
         values["optimizers"] = dict(values["optimizers"])
+        chosen = values.get("transition")
+        values["transition"] = (chosen["before"], chosen["after"]) if chosen else None
         return cls(**values)
 
     @property
@@ -98,6 +101,7 @@ def spec_from_config(
         "protocol": study.get("protocol", "standard"),
         "swap_epoch": swap["epoch"] if swap else None,
         "swap_from": swap["from"] if swap else None,
+        "transition": study.get("transition"),
     }
 
 
@@ -116,7 +120,7 @@ def with_branch_start(frame: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     if not extra:
         return frame
     out = pd.concat([frame, *extra], ignore_index=True)
-    return out.sort_values([*KEY[1:], "epoch"], kind="stable").reset_index(drop=True)
+    return out.sort_values([*RUN_COLUMNS[1:], "epoch"], kind="stable").reset_index(drop=True)
 
 
 def architectures_in(frame: pd.DataFrame, spec: StudySpec) -> list[str]:

@@ -169,27 +169,39 @@ def llc_epochs(llc: pd.DataFrame | None, spec: StudySpec, title: str) -> go.Figu
     return fig
 
 
+# (columns of the difference and its interval, legend name, marker, offset on the row)
+DIFFERENCE_TESTS = (
+    (("difference", "ci_low", "ci_high"), "Welch", "square", -0.15),
+    (("paired_difference", "paired_ci_low", "paired_ci_high"), "paired", "circle", 0.15),
+)
+
+
 def llc_difference(stats: pd.DataFrame, title: str) -> go.Figure | None:
-    """NGD − SGD final-epoch LLC difference per architecture with its confidence interval."""
+    """NGD − SGD final-epoch LLC difference per architecture with its confidence intervals:
+    Welch's and the paired test's, side by side on each row."""
     if stats is None or stats.empty:
         return None
     labels = [f"{r.architecture}: {r.ngd} − {r.sgd}" for r in stats.itertuples()]
-    diff = stats["difference"].to_numpy(float)
+    rows = np.arange(len(labels), dtype=float)
     fig = new_figure(title, [""], x_title="NGD − SGD LLC difference (95% CI)")
-    fig.add_scatter(
-        x=diff,
-        y=labels,
-        error_x={
-            "type": "data",
-            "symmetric": False,
-            "array": (stats["ci_high"] - stats["difference"]).fillna(0).to_numpy(float),
-            "arrayminus": (stats["difference"] - stats["ci_low"]).fillna(0).to_numpy(float),
-        },
-        name="difference",
-        mode="markers",
-        marker={"symbol": "square", "size": 9, "color": "#333"},
-        showlegend=False,
-    )
+    for (mid, low, high), name, symbol, offset in DIFFERENCE_TESTS:
+        diff = stats[mid].to_numpy(float)
+        fig.add_scatter(
+            x=diff,
+            y=rows + offset,
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": (stats[high] - stats[mid]).fillna(0).to_numpy(float),
+                "arrayminus": (stats[mid] - stats[low]).fillna(0).to_numpy(float),
+            },
+            name=name,
+            mode="markers",
+            marker={"symbol": symbol, "size": 9, "color": "#333" if offset < 0 else "#7a5fb0"},
+            text=labels,
+            hovertemplate=f"%{{text}}<br>{name}: %{{x:.3g}}<extra></extra>",
+        )
+    fig.update_yaxes(tickvals=rows, ticktext=labels, autorange="reversed")
     fig.add_vline(x=0, line={"color": "#999", "width": 1})
-    fig.update_layout(height=140 + 40 * len(labels), margin={"l": 200})
+    fig.update_layout(height=160 + 50 * len(labels), margin={"l": 200})
     return fig

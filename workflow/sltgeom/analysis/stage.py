@@ -25,26 +25,13 @@ from tqdm.auto import tqdm
 
 from sltgeom.analysis.measurement import Measurement, measure_function
 from sltgeom.checkpoint import checkpoint_path, load_checkpoint
-from sltgeom.config import TRUNK
+from sltgeom.config import select_epochs
 from sltgeom.data import load_dataset
+from sltgeom.device import resolve_device
+from sltgeom.layout import run_key
 from sltgeom.models import build_model
 from sltgeom.schemas import DETAIL_TABLE, EXTRA_DETAIL, concat_conformed
 from sltgeom.tables import write_parquet
-from sltgeom.train import ID_COLUMNS, resolve_device
-
-
-def select_epochs(run: Mapping, selection) -> list[int]:
-    """Epochs of ``run`` to analyse: ``"all"``, a list, or ``{"every": k}`` (multiples of k
-    and the last epoch). A swap branch skips its first epoch, the trunk's last checkpoint."""
-    first = run["start_epoch"] + (run["protocol"] == "swap" and run["optimizer"] != TRUNK)
-    last = run["epochs"]
-    span = range(first, last + 1)
-    if selection == "all":
-        return list(span)
-    if isinstance(selection, Mapping):
-        every = selection["every"]
-        return [e for e in span if e % every == 0 or e == last]
-    return sorted(e for e in set(selection) if first <= e <= last)
 
 
 def analysis_seed(base: int, run_seed: int, epoch: int) -> int:
@@ -65,7 +52,7 @@ def load_model(path: Path, device: torch.device) -> torch.nn.Module:
 
 
 def _keyed(frame: pd.DataFrame, run: Mapping, epoch: int) -> pd.DataFrame:
-    keys = {**{k: run[k] for k in ID_COLUMNS}, "epoch": epoch}
+    keys = {**run_key(run), "epoch": epoch}
     return pd.concat([pd.DataFrame(keys, index=frame.index), frame], axis=1)
 
 
@@ -106,18 +93,18 @@ def analyse_run(
     settings: Mapping,
     outputs: Mapping,
     *,
-    epochs="all",
+    selection="all",
     device: str = "auto",
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Measure ``kind`` at the selected checkpoints; write ``outputs["table"]``,
+    """Measure ``kind`` at the checkpoints ``selection`` picks (the config's
+    ``analysis.checkpoints``, see :func:`select_epochs`); write ``outputs["table"]``,
     ``outputs["detail"]`` and ``outputs[name]`` for each extra table; return the table."""
     dev = resolve_device(device)
     data = load_dataset(dataset, device=dev)
     table_path = Path(outputs["table"])
-    cache = (
-        table_path.parent / f".partial-{kind}" / fingerprint(kind, {**settings, "epochs": epochs})
-    )
+    cached_as = fingerprint(kind, {**settings, "checkpoints": selection})
+    cache = table_path.parent / f".partial-{kind}" / cached_as
     if cache.parent.exists():
         for stale in cache.parent.iterdir():
             if stale != cache:
@@ -125,7 +112,8 @@ def analyse_run(
     extra = EXTRA_DETAIL.get(kind, ())
     names = [kind, DETAIL_TABLE[kind], *extra]
     frames: list[list[pd.DataFrame]] = [[] for _ in names]
-    for epoch in tqdm(available_epochs(run, checkpoints, epochs), desc=kind, disable=not progress):
+    epochs = available_epochs(run, checkpoints, selection)
+    for epoch in tqdm(epochs, desc=kind, disable=not progress):
         compute = partial(_measure_epoch, kind, run, checkpoints, data, settings, epoch, dev)
         for found, frame in zip(frames, _cached(cache, epoch, compute, extra), strict=True):
             found.append(_keyed(frame, run, epoch))
