@@ -24,6 +24,8 @@ from .schemas import DETAIL_TABLE, EXTRA_DETAIL, RUN_KEY, lazy_tables
 RESULTS = "results"
 #: The columns that identify a run in every table (their dtypes: schemas.RUN_KEY).
 RUN_COLUMNS = tuple(RUN_KEY)
+#: The run key inside one study's tables (every column but ``study``).
+STUDY_RUN = [column for column in RUN_COLUMNS if column != "study"]
 #: The optimizer name of a swap study's shared trunk run (reserved: no optimizer may take it).
 TRUNK = "trunk"
 TOY = "minimally_singular"

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..layout import STUDY_RUN
 from .llc_trust import RHAT_LIMIT
 
-RUN = ["architecture", "optimizer", "seed", "epoch"]
+RUN = [*STUDY_RUN, "epoch"]
 PAIR = ["architecture", "optimizer"]
 NOT_RECORDED = "not recorded"
 TRUST_FLAGS = ("not_converged", "burn_in_capped")  # newer flags, in llc_trust_summary
@@ -40,9 +41,7 @@ def llc_flag_summary(llc: pd.DataFrame | None) -> pd.DataFrame:
     """Per flag: checkpoints flagged, checkpoints analysed, flagged at a run's last epoch."""
     if llc is None or llc.empty:
         return pd.DataFrame(columns=["flag", "meaning", "flagged", "analysed", "at_last_epoch"])
-    last = llc["epoch"] == llc.groupby(["architecture", "optimizer", "seed"])["epoch"].transform(
-        "max"
-    )
+    last = llc["epoch"] == llc.groupby(STUDY_RUN)["epoch"].transform("max")
     rows = [
         {
             "flag": flag,
@@ -89,8 +88,7 @@ def toy_flags(toy: pd.DataFrame | None) -> pd.DataFrame:
 
 def _last_epoch(llc: pd.DataFrame) -> pd.Series:
     """Whether each row is at its run's last analysed epoch."""
-    keys = ["architecture", "optimizer", "seed"]
-    return llc["epoch"] == llc.groupby(keys)["epoch"].transform("max")
+    return llc["epoch"] == llc.groupby(STUDY_RUN)["epoch"].transform("max")
 
 
 def diverged_estimates(llc: pd.DataFrame | None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from ..layout import STUDY_RUN
 from . import run_figures, spectrum_figures, step_size_figures, study_figures, toy_figures
 from .static import to_png
 from .study import StudySpec, architectures_in
@@ -267,7 +268,7 @@ def read_tables(paths, trace_seeds=None) -> dict[str, pd.DataFrame]:
     paths = {Path(p).stem: p for p in paths}
     tables = {name: pd.read_parquet(p) for name, p in paths.items() if name != "llc_trace"}
     if "llc_trace" in paths and "llc" in tables:
-        last = tables["llc"].groupby(["architecture", "optimizer", "seed"])["epoch"].max()
+        last = tables["llc"].groupby(STUDY_RUN)["epoch"].max()
         epochs = sorted({int(e) for e in last})
         filters = None
         if trace_seeds is not None:

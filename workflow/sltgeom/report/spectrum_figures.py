@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..layout import STUDY_RUN
 from .study import StudySpec
 from .style import new_figure
 
@@ -60,7 +61,7 @@ def llc_against_half_rank(llc_rank: pd.DataFrame | None, spec: StudySpec, title:
     if llc_rank is None or llc_rank.empty:
         return None
     rows = llc_rank[llc_rank["threshold"] != "roundoff"]
-    last = rows.groupby(["architecture", "optimizer", "seed"])["epoch"].transform("max")
+    last = rows.groupby(STUDY_RUN)["epoch"].transform("max")
     rows = rows[(rows["epoch"] == last) & (rows["half_rank"] > 0)]
     rows = rows.assign(ratio=rows["llc_mean"] / rows["half_rank"])
     fig = new_figure(title, ["LLC / (rank(τ)/2)"], x_title="relative threshold τ")

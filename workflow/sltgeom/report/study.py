@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..layout import RUN_COLUMNS, TRUNK
+from ..layout import RUN_COLUMNS, STUDY_RUN, TRUNK
 
 COLOURS = {
     "sgd": ["#1f5fa8", "#5b9bd5", "#0b3d6e", "#2ca7a0", "#7a5fb0"],
@@ -112,7 +112,7 @@ def with_branch_start(frame: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
         return frame
     trunk = frame[(frame["optimizer"] == TRUNK) & (frame["epoch"] == spec.swap_epoch)]
     extra = []
-    for (arch, opt, seed), rows in frame.groupby(["architecture", "optimizer", "seed"]):
+    for (arch, opt, seed), rows in frame.groupby(STUDY_RUN):
         if opt == TRUNK or (rows["epoch"] == spec.swap_epoch).any():
             continue
         start = trunk[(trunk["architecture"] == arch) & (trunk["seed"] == seed)]
