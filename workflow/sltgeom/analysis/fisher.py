@@ -57,8 +57,6 @@ __all__ = [
 ]
 
 QUANTILES = (0.5, 0.9, 0.99)
-# Default bins of the diagonal histogram: log10 from -16 to 4, four bins per decade.
-HISTOGRAM = {"low": -16, "high": 4, "per_decade": 4}
 
 
 @dataclass
@@ -263,6 +261,5 @@ def measure_fisher(model: nn.Module, data, settings: Mapping, seed: int) -> Meas
     spec = fisher_spectrum(
         model, x, batch_size=settings["batch_size"], grid_size=settings["grid_size"]
     )
-    bins = {**HISTOGRAM, **(settings.get("histogram") or {})}
-    histogram = diag_histogram(spec.diag, bins["low"], bins["high"], bins["per_decade"])
+    histogram = diag_histogram(spec.diag, **(settings.get("histogram") or {}))
     return Measurement(spec.to_row(), spec.kfac_density, {"fisher_diag_histogram": histogram})

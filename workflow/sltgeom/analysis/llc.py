@@ -275,9 +275,8 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
         burn_in_halvings=burn.halvings,
         **checked,
     )
-    if (
-        burn.state is not None and not torch.isfinite(burn.state).all()
-    ):  # diverged in the burn-in: rerun with ε/4
+    if burn.state is not None and not torch.isfinite(burn.state).all():
+        # diverged in the burn-in: NaN traces, so that the caller reruns with ε/4
         nan = np.full((run.chains, run.draws), np.nan)
         return (nan, nan[:, 1:]), run, schedule
     draws = replace(run, burn_in=0, seed=stage_seed(run.seed, 1000 + attempt))
