@@ -39,6 +39,7 @@ LLC_SETTINGS = {
     "llc_max_burn_in": "int64",
     "llc_max_retries": "int64",
     "llc_init_loss": "str",
+    "llc_preconditioner": "str",
     "llc_nbeta_setting": "str",
     "llc_step_rule": "str",
     "llc_burn_in_rule": "str",
@@ -65,6 +66,9 @@ LLC_ESTIMATE = {
     "pilot_acceptance": "float64",
     "burn_in_capped": "bool",
     "burn_in_halvings": "int64",
+    "precond_spread": "float64",
+    "adapt_windows": "int64",
+    "sampler_gradients": "int64",
 }
 
 TABLES: dict[str, dict[str, str]] = {

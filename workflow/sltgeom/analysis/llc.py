@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from sltgeom.analysis import convergence
+from sltgeom.analysis import convergence, sgld
+from sltgeom.analysis.llc_adaptation import MAX_STEP, adapted_burn_in
 from sltgeom.analysis.llc_schedule import (
     Schedule,
     auto_burn_in,
@@ -59,7 +61,9 @@ class LLCResult:
     (R̂ > 1.05: the chains, or the halves of one, disagree), ``negative_llc`` (llc_mean < 0),
     ``loss_below_init`` (some chain's mean sampled loss lies below L(w*): w* is not a local
     minimum). ``diverged_chains``: chains whose loss became non-finite in the last attempt, after
-    ``retries`` retries with ε/4; then llc_mean is NaN.
+    ``retries`` retries with ε/4; then llc_mean is NaN. ``gradients``: minibatch gradient
+    evaluations per chain by the fast engine's sampler, pilots, burn-in, draws and retries
+    included (0 for the devinterp engine).
     """
 
     llc_mean: float
@@ -86,6 +90,7 @@ class LLCResult:
     retries: int = 0
     schedule: Schedule | None = None
     requested: LLCSettings | None = None
+    gradients: int = 0
 
     def to_row(self) -> dict[str, Any]:
         """One flat row for a per-(run, epoch) table: estimates, flags and settings."""
@@ -99,6 +104,8 @@ class LLCResult:
         row.update(hessian_top=schedule.hessian_top, pilot_acceptance=schedule.pilot_acceptance)
         row.update(burn_in_capped=schedule.burn_in_capped)
         row.update(burn_in_halvings=schedule.burn_in_halvings)
+        row.update(precond_spread=schedule.precond_spread, adapt_windows=schedule.adapt_windows)
+        row.update(sampler_gradients=self.gradients)
         row.update(engine=self.engine, seconds=self.seconds)
         row.update({f"llc_{k}": v for k, v in asdict(self.settings).items() if k != "nbeta"})
         row["llc_nbeta_setting"] = str(self.settings.nbeta)
@@ -236,27 +243,35 @@ def estimate_llc(
     model = _model_on(model, device)
     x, y = x.to(device), y.to(device)
     nbeta, n = settings.resolve_nbeta(len(x)), len(x)
-    start = time.perf_counter()
+    start, evaluated = time.perf_counter(), sgld.evaluations()
     loss_init = _init_loss(model, x, y, loss_fn, settings)
     schedule = resolve_schedule(model, x, y, loss_fn, settings, nbeta, compile)
     run = replace(settings, step_size=schedule.step_size, burn_in=schedule.burn_in)
-    call = (model, x, y, loss_fn, nbeta, loss_init, engine, compile, progress)
-    for attempt in range(settings.max_retries + 1):
-        (loss_trace, mala_trace), run, schedule = _attempt(call, run, settings, schedule, attempt)
-        shrink = _step_shrink(loss_trace, mala_trace, run, settings)
-        if shrink == 1 or attempt == settings.max_retries:
-            break
-        run = _smaller_step(run, settings, shrink)
+    bar = tqdm(desc="LLC burn-in", unit="step", disable=not progress, mininterval=5)
+    call = (model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar)
+    with bar:
+        for attempt in range(settings.max_retries + 1):
+            traces, run, schedule = _attempt(call, run, settings, schedule, attempt)
+            shrink = _step_shrink(*traces, run, settings)
+            if shrink == 1 or attempt == settings.max_retries:
+                break
+            run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
-    res = summarize(loss_trace, mala_trace, loss_init, nbeta, n, engine, run, seconds)
-    return replace(res, retries=attempt, schedule=schedule, requested=settings)
+    res = summarize(*traces, loss_init, nbeta, n, engine, run, seconds)
+    gradients = (sgld.evaluations() - evaluated) // settings.chains
+    return replace(res, retries=attempt, schedule=schedule, requested=settings, gradients=gradients)
 
 
 def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule, attempt: int):
     """One estimate at ``run``'s ε and burn-in: ((loss, MALA) traces, the settings the draws ran
     with, the schedule). With an automatic ε on the fast engine the burn-in is checked at the
-    chains' states and may lower ε before the draws (:func:`.llc_schedule.checked_burn_in`)."""
-    model, x, y, loss_fn, nbeta, loss_init, engine, compile, progress = call
+    chains' states and may lower ε before the draws (:func:`.llc_schedule.checked_burn_in`), or
+    adapts a preconditioner (:func:`.llc_adaptation.adapted_burn_in`)."""
+    model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar = call
+    progress = bar if not bar.disable else False
+    _show(bar, f"LLC burn-in (attempt {attempt + 1})" if attempt else "LLC burn-in")
+    if requested.preconditioner == "diagonal":
+        return _adapted_attempt(call, run, requested, schedule, attempt)
     if not (engine == "fast" and requested.step_size == AUTO):
         traces = _traces(model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, progress)
         if requested.burn_in == AUTO:  # the burn-in of this attempt, and whether it was capped
@@ -265,7 +280,7 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
             )
         return traces, run, schedule
     seeded = replace(run, seed=stage_seed(run.seed, 2000 + attempt)) if attempt else run
-    burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile)
+    burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile, progress)
     run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
     checked = {"pilot_acceptance": burn.acceptance} if math.isfinite(burn.acceptance) else {}
     schedule = replace(
@@ -279,11 +294,59 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
         # diverged in the burn-in: NaN traces, so that the caller reruns with ε/4
         nan = np.full((run.chains, run.draws), np.nan)
         return (nan, nan[:, 1:]), run, schedule
-    draws = replace(run, burn_in=0, seed=stage_seed(run.seed, 1000 + attempt))
-    out = sample_chains(
-        model, x, y, loss_fn, draws, nbeta, compile=compile, progress=progress, init=burn.state
+    return _draws(call, run, attempt, burn.state), run, schedule
+
+
+def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
+    """One estimate whose burn-in adapts a diagonal preconditioner, frozen for the draws; a
+    retry searches ε below the last attempt's (``run.step_size``, already reduced)."""
+    model, x, y, loss_fn, nbeta, _, _, compile, bar = call
+    seeded = replace(run, seed=stage_seed(run.seed, 2000 + attempt)) if attempt else run
+    max_step = run.step_size if attempt else MAX_STEP
+    burn = adapted_burn_in(
+        model, x, y, loss_fn, seeded, requested, nbeta, compile, schedule.step_size, max_step, bar
     )
-    return (out.loss.numpy(), out.mala.numpy()), run, schedule
+    run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
+    schedule = replace(
+        schedule,
+        burn_in=burn.steps,
+        burn_in_capped=burn.capped,
+        pilot_acceptance=burn.acceptance,
+        precond_spread=burn.spread,
+        adapt_windows=burn.windows,
+    )
+    if not torch.isfinite(burn.state).all():
+        nan = np.full((run.chains, run.draws), np.nan)
+        return (nan, nan[:, 1:]), run, schedule
+    return _draws(call, run, attempt, burn.state, burn.precond), run, schedule
+
+
+def _draws(call, run: LLCSettings, attempt: int, state, precond=None):
+    """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel."""
+    model, x, y, loss_fn, nbeta, _, _, compile, bar = call
+    _show(bar, "LLC draws", total=run.draws)
+    draws = replace(run, burn_in=0, seed=stage_seed(run.seed, 1000 + attempt))
+    progress = bar if not bar.disable else False
+    out = sample_chains(
+        model,
+        x,
+        y,
+        loss_fn,
+        draws,
+        nbeta,
+        compile=compile,
+        progress=progress,
+        init=state,
+        precond=precond,
+    )
+    return out.loss.numpy(), out.mala.numpy()
+
+
+def _show(bar, desc: str, total: int | None = None) -> None:
+    """Restart the progress bar for a new phase (the burn-in's length is not known ahead)."""
+    if not bar.disable:
+        bar.reset(total=total)
+        bar.set_description(desc)
 
 
 def _capped(requested: LLCSettings, run: LLCSettings) -> bool:
@@ -317,6 +380,15 @@ def _check_call(x: Tensor, y: Tensor, settings: LLCSettings, engine: str) -> Non
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "devinterp" and settings.mala != "consecutive":
         raise ValueError("LLCSettings.mala = 'same_batch' needs the fast engine")
+    pre = settings.preconditioner
+    adaptable = settings.sampler == "sgld" and AUTO == settings.step_size == settings.burn_in
+    if pre != "none" and not (engine == "fast" and adaptable):
+        raise ValueError(
+            f"LLCSettings.preconditioner = {pre!r} is adapted during an automatic burn-in: it "
+            f'needs engine "fast", sampler "sgld" and step_size and burn_in "{AUTO}" '
+            f"(got engine {engine!r}, sampler {settings.sampler!r}, step_size "
+            f"{settings.step_size!r}, burn_in {settings.burn_in!r}); otherwise use 'none'"
+        )
     if len(x) != len(y) or settings.batch_size > len(x):
         raise ValueError(
             f"need len(x) == len(y) >= LLCSettings.batch_size, got "
@@ -404,7 +476,7 @@ def _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress
             init_loss=loss_init,
             seed=s.seed,
             device=x.device,
-            verbose=progress,
+            verbose=bool(progress),
         )
     mala = (
         out["mala_accept/trace"][:, 1:] if callbacks else np.full((s.chains, s.draws - 1), np.nan)

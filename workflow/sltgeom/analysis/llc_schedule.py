@@ -52,7 +52,8 @@ BURN_IN_CHECKS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)
 
 @dataclass(frozen=True)
 class Schedule:
-    """What was decided: ε, burn-in, the curvature behind them and the pilot's acceptance."""
+    """What was decided: ε, burn-in, the curvature behind them and the pilot's acceptance; with
+    an adapted preconditioner P its spread max P / min P and the adaptation's windows."""
 
     step_size: float
     burn_in: int
@@ -60,6 +61,8 @@ class Schedule:
     pilot_acceptance: float = float("nan")
     burn_in_capped: bool = False
     burn_in_halvings: int = 0
+    precond_spread: float = float("nan")
+    adapt_windows: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,16 @@ def auto_step_size(model, x, y, loss_fn, settings, nbeta: float, compile: bool) 
         rate = pilot_acceptance(model, x, y, loss_fn, settings, nbeta, step, compile)
         return rate >= settings.min_acceptance, rate
 
+    eps, accept = largest_accepted(eps, accepted)
+    return Schedule(step_size=eps, burn_in=0, hessian_top=h_max, pilot_acceptance=accept)
+
+
+def largest_accepted(eps: float, accepted) -> tuple[float, float]:
+    """The largest ε·2^-j that ``accepted(ε) → (ok, acceptance)`` accepts, and its acceptance.
+
+    The grid is searched in steps of 4 and the last step refined by one pilot at twice the
+    accepted ε, so a long search costs about half the pilots of halving one by one (at most
+    ``HALVINGS`` halvings in all; the last ε is returned even if not accepted)."""
     ok, accept = accepted(eps)
     coarse = 0
     while not ok and coarse < HALVINGS // 2:
@@ -107,14 +120,14 @@ def auto_step_size(model, x, y, loss_fn, settings, nbeta: float, compile: bool) 
         finer_ok, finer = accepted(eps * 2)
         if finer_ok:
             eps, accept = eps * 2, finer
-    return Schedule(step_size=eps, burn_in=0, hessian_top=h_max, pilot_acceptance=accept)
+    return eps, accept
 
 
 def pilot_acceptance(
-    model, x, y, loss_fn, settings, nbeta, eps: float, compile: bool, init=None, seed=None
+    model, x, y, loss_fn, settings, nbeta, eps, compile, init=None, seed=None, precond=None
 ) -> float:
-    """Mean same-batch MALA acceptance of a short SGLD run at step ε from w* or from the chain
-    states ``init`` (0 if it diverges)."""
+    """Mean same-batch MALA acceptance of a short SGLD run at step ε (preconditioned by
+    ``precond``, if given) from w* or from the chain states ``init`` (0 if it diverges)."""
     seed = settings.seed if seed is None else seed
     pilot = replace(
         settings,
@@ -125,7 +138,9 @@ def pilot_acceptance(
         sampler="sgld",
         seed=seed,
     )
-    out = sample_chains(model, x, y, loss_fn, pilot, nbeta, compile=compile, init=init)
+    out = sample_chains(
+        model, x, y, loss_fn, pilot, nbeta, compile=compile, init=init, precond=precond
+    )
     accept = out.mala.numpy()
     if not (np.isfinite(out.loss.numpy()).all() and np.isfinite(accept).all()):
         return 0.0
@@ -156,7 +171,9 @@ def stage_seed(seed: int, stage: int) -> int:
     return int(np.random.SeedSequence([int(seed), stage]).generate_state(1)[0])
 
 
-def checked_burn_in(model, x, y, loss_fn, run, requested, nbeta: float, compile: bool) -> BurnIn:
+def checked_burn_in(
+    model, x, y, loss_fn, run, requested, nbeta: float, compile: bool, progress=False
+) -> BurnIn:
     """Burn in the chains at ``run.step_size`` from w*, checking ε at the chains' states.
 
     The length is the diffusion time ``burn_in_scale``/γ (Σε over the steps, at least
@@ -167,6 +184,7 @@ def checked_burn_in(model, x, y, loss_fn, run, requested, nbeta: float, compile:
     skipped, since that pilot's own steps already reached so far (short burn-ins get one check).
     A segment in which a chain diverges is redone from its start with ε/2; if ε cannot be
     halved any more the burn-in stops with the non-finite state (the caller retries with ε/4).
+    ``progress``: a tqdm bar advanced by one per burn-in step (or False).
     """
     eps, state, steps, elapsed = float(run.step_size), None, 0, 0.0
     halvings, accept, capped, checked_at = 0, float("nan"), False, 0
@@ -175,7 +193,8 @@ def checked_burn_in(model, x, y, loss_fn, run, requested, nbeta: float, compile:
             segment, short = _segment(run, requested, frac, steps, elapsed, eps)
             if segment <= 0:
                 break
-            moved = _advance(model, x, y, loss_fn, run, nbeta, compile, eps, segment, state, stage)
+            call = (model, x, y, loss_fn, run, nbeta, compile, progress)
+            moved = _advance(call, eps, segment, state, stage)
             if torch.isfinite(moved).all() or halvings == HALVINGS:
                 break
             eps, halvings = eps / 2, halvings + 1
@@ -215,8 +234,9 @@ def _segment(run, requested, frac: float, steps: int, elapsed: float, eps: float
     return min(wanted, room), wanted > room
 
 
-def _advance(model, x, y, loss_fn, run, nbeta, compile, eps, steps, state, stage) -> Tensor:
+def _advance(call, eps, steps, state, stage) -> Tensor:
     """The chains' state after ``steps`` (≥ 2) unscored SGLD steps of size ε from ``state``."""
+    model, x, y, loss_fn, run, nbeta, compile, progress = call
     steps = max(steps, 2)
     seg = replace(
         run,
@@ -226,4 +246,7 @@ def _advance(model, x, y, loss_fn, run, nbeta, compile, eps, steps, state, stage
         mala="consecutive",
         seed=stage_seed(run.seed, stage),
     )
-    return sample_chains(model, x, y, loss_fn, seg, nbeta, compile=compile, init=state).final
+    out = sample_chains(
+        model, x, y, loss_fn, seg, nbeta, compile=compile, init=state, progress=progress
+    )
+    return out.final

@@ -14,6 +14,7 @@ ENGINES = ("fast", "devinterp")
 SAMPLERS = ("sgld", "sgnht")
 MALA_MODES = ("consecutive", "same_batch")
 INIT_LOSSES = ("full", "devinterp")
+PRECONDITIONERS = ("none", "diagonal")
 AUTO = "auto"
 
 
@@ -37,6 +38,9 @@ class LLCSettings:
     acceptance measures the step's discretisation error alone.
     init_loss: L(w*) on the ``"full"`` training set, or ``"devinterp"``: the mean over
     ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
+    preconditioner: ``"none"`` (plain SGLD), or ``"diagonal"``: a per-parameter preconditioner
+    adapted during the burn-in and frozen for the draws (:mod:`.llc_adaptation`; fast engine,
+    SGLD, automatic ε and burn-in).
     """
 
     sampler: str = "sgld"
@@ -56,11 +60,14 @@ class LLCSettings:
     max_burn_in: int = 50_000
     max_retries: int = 3
     init_loss: str = "full"
+    preconditioner: str = "none"
 
     def __post_init__(self):
         _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
         _check(self.mala in MALA_MODES, "mala", f"one of {MALA_MODES}", self.mala)
         _check(self.init_loss in INIT_LOSSES, "init_loss", f"one of {INIT_LOSSES}", self.init_loss)
+        pre, allowed = self.preconditioner, f"one of {PRECONDITIONERS}"
+        _check(pre in PRECONDITIONERS, "preconditioner", allowed, pre)
         counts = (("chains", 1), ("draws", 2), ("batch_size", 1), ("max_burn_in", 1))
         for name, low in (*counts, ("max_retries", 0), ("seed", 0)):
             value = getattr(self, name)
@@ -132,6 +139,7 @@ LLC_PRESETS = {
         "batch_size": 128,
         "init_loss": "devinterp",
         "mala": "consecutive",
+        "preconditioner": "none",
     },
 }
 

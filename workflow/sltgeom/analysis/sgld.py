@@ -7,11 +7,14 @@ The target is the localized tempered posterior around w*,
 with the update conventions of devinterp 1.3.2 (Lau et al. 2023). Writing the drift as
 D(w) = nβ·∇L_B(w) + γ(w - w*) (L_B: mean loss of a minibatch B),
 
-    SGLD:   w ← w - ε/2·D(w) + √ε·ξ,                 ξ ~ N(0, I)
+    SGLD:   w ← w - ε/2·P·D(w) + √ε·P^½·ξ,           ξ ~ N(0, I)
     SGNHT:  p ← p - ε·D(w) - ζ·p + √(2εA)·ξ,  w ← w + p,  ζ ← ζ + mean(p²) - ε
 
 (SGNHT as devinterp's ``SGNHT`` with momentum p, thermostat ζ, diffusion factor A, p₀ ~ N(0, ε),
-ζ₀ = A; devinterp's SGNHT has no localization term, so γ = 0 reproduces it.)
+ζ₀ = A; devinterp's SGNHT has no localization term, so γ = 0 reproduces it.) P is a fixed
+positive diagonal preconditioner (a (d,) tensor; P = 1 is devinterp's SGLD): for any fixed P the
+move is a Langevin step in the coordinates z = P^-½·w, whose stationary law (as ε → 0) is the
+same posterior; :mod:`.llc_adaptation` adapts P during a burn-in and freezes it for the draws.
 
 The parameters of C chains are held as one (C, d) tensor. One step (:func:`sgld_step`,
 :func:`sgnht_step`) slices the chains' minibatches from the data tensors, evaluates the loss
@@ -43,12 +46,16 @@ from sltgeom.analysis.noise import StepKeys, gaussians
 
 @dataclass
 class ChainTrace:
-    """Raw sampler output: minibatch losses (C, draws), MALA acceptance (C, draws - 1) and the
-    chains' last state θ (C, d) (SGLD; None for SGNHT)."""
+    """Raw sampler output: minibatch losses (C, draws), MALA acceptance (C, draws - 1), the
+    chains' last state θ (C, d) (SGLD; None for SGNHT) and, if asked for, the moments of the
+    chains over all steps: (Σδ, Σδ², Σ(P^½·D)², count), δ = θ - w* after each step and P^½·D
+    the preconditioned drift of each step, summed over chains and steps in float64, (d,) each
+    (SGLD with consecutive scoring only)."""
 
     loss: Tensor
     mala: Tensor
     final: Tensor | None = None
+    moments: tuple[Tensor, Tensor, Tensor, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,16 +103,18 @@ def rowdot(a: Tensor, b: Tensor) -> Tensor:
 def mala_log_accept(
     noise: Tensor, drift_prev: Tensor, drift: Tensor, u_prev: Tensor, u: Tensor, eps
 ) -> Tensor:
-    """Log MH ratio of the SGLD move w → w' = w - ε/2·D(w) + √ε·ξ, seen as a MALA proposal.
+    """Log MH ratio of the SGLD move w → w' = w - ε/2·P·D(w) + √ε·P^½·ξ, seen as a MALA
+    proposal; ``drift_prev``, ``drift`` are the preconditioned drifts P^½·D(w), P^½·D(w').
 
-    With U = nβ·L + γ/2‖w - w*‖² and q(w'|w) = N(w - ε/2·D(w), ε·I),
+    With U = nβ·L + γ/2‖w - w*‖² and q(w'|w) = N(w - ε/2·P·D(w), ε·P), the reverse move's
+    noise is ξ' = -ξ + a, so
 
         log α = log q(w|w') - log q(w'|w) + U(w) - U(w')
-              = ξ·a - ‖a‖²/2 + U(w) - U(w'),   a = √ε/2·(D(w) + D(w')),
+              = ξ·a - ‖a‖²/2 + U(w) - U(w'),   a = √ε/2·P^½·(D(w) + D(w')),
 
-    which equals devinterp's ``mala_acceptance_probability`` without forming ‖ξ‖² - ‖ξ - a‖²
-    (a difference of two O(d) numbers). Inputs are batched over a leading chain dimension;
-    ε is a number or a 0-d tensor.
+    which at P = 1 equals devinterp's ``mala_acceptance_probability`` without forming
+    ‖ξ‖² - ‖ξ - a‖² (a difference of two O(d) numbers). Inputs are batched over a leading
+    chain dimension; ε is a number or a 0-d tensor.
     """
     a = (drift_prev + drift) * (0.5 * eps**0.5)
     return rowdot(noise, a) - 0.5 * rowdot(a, a) + u_prev - u
@@ -140,28 +149,39 @@ def step_noise(theta: Tensor, key: Tensor) -> Tensor:
 def sgld_step(prob: Problem, theta: Tensor, idx: Tensor, key: Tensor, prev, hyper):
     """One SGLD move of all chains, and the log MALA ratio of the move before it.
 
-    key: the step's noise key (:func:`.noise.step_key`); prev = (ξ, D, U) of the previous move,
-    U = nβ·L_B + γ/2‖θ - w*‖²; hyper = (nβ, γ, ε) as 0-d tensors. Returns θ', (ξ, D(θ), U(θ))
-    for the next call, L_B(θ) and log α of the move into θ.
+    key: the step's noise key (:func:`.noise.step_key`); prev = (ξ, P^½·D, U) of the previous
+    move, U = nβ·L_B + γ/2‖θ - w*‖²; hyper = (nβ, γ, ε, P^½): 0-d tensors and the (d,) square
+    root of the preconditioner. Returns θ', (ξ, P^½·D(θ), U(θ)) for the next call, L_B(θ) and
+    log α of the move into θ.
     """
-    nbeta, gamma, eps = hyper
+    nbeta, gamma, eps, root_p = hyper
     noise = step_noise(theta, key)
     d, loss = drift(prob, theta, idx, nbeta, gamma)
+    d = d * root_p
     u = _potential(prob, nbeta, gamma)(theta, loss)
     log_a = mala_log_accept(prev[0], prev[1], d, prev[2], u, eps)
-    return theta - (0.5 * eps) * d + eps.sqrt() * noise, (noise, d, u), loss, log_a
+    return _move(theta, d, noise, eps, root_p), (noise, d, u), loss, log_a
+
+
+def _move(theta: Tensor, root_p_drift: Tensor, noise: Tensor, eps: Tensor, root_p: Tensor):
+    """θ - ε/2·P·D + √ε·P^½·ξ from the preconditioned drift P^½·D (at P = 1, bit for bit the
+    unpreconditioned θ - ε/2·D + √ε·ξ)."""
+    return theta - (0.5 * eps) * (root_p * root_p_drift) + eps.sqrt() * (root_p * noise)
 
 
 def scored_sgld_step(prob: Problem, theta: Tensor, idx: Tensor, key: Tensor, hyper):
     """One SGLD move of all chains with its log MALA ratio on the same minibatches ``idx``.
 
-    Returns θ', L_B(θ) and log α of the move θ → θ' (a second drift, at θ', on ``idx``).
+    Returns θ', L_B(θ) and log α of the move θ → θ' (a second drift, at θ', on ``idx``);
+    hyper as for :func:`sgld_step`.
     """
-    nbeta, gamma, eps = hyper
+    nbeta, gamma, eps, root_p = hyper
     u_of, noise = _potential(prob, nbeta, gamma), step_noise(theta, key)
     d, loss = drift(prob, theta, idx, nbeta, gamma)
-    moved = theta - (0.5 * eps) * d + eps.sqrt() * noise
+    d = d * root_p
+    moved = _move(theta, d, noise, eps, root_p)
     d_moved, loss_moved = drift(prob, moved, idx, nbeta, gamma)
+    d_moved = d_moved * root_p
     log_a = mala_log_accept(noise, d, d_moved, u_of(theta, loss), u_of(moved, loss_moved), eps)
     return moved, loss, log_a
 
@@ -184,6 +204,16 @@ def sgnht_step(prob: Problem, theta, idx, key, momentum, thermostat, hyper):
     p = momentum - eps * d
     p = p - thermostat * p + (2 * eps * diffusion).sqrt() * noise
     return theta + p, p, thermostat + p.pow(2).mean(1, keepdim=True) - eps, loss
+
+
+# Minibatch gradient evaluations (one per chain per drift) of every run in this process, for
+# the cost an estimate reports (:func:`evaluations`).
+_EVALUATIONS = [0]
+
+
+def evaluations() -> int:
+    """Minibatch gradient evaluations (summed over chains) by all samplers of this process."""
+    return _EVALUATIONS[0]
 
 
 _COMPILED: dict = {}
@@ -253,7 +283,7 @@ def full_loss(model: nn.Module, x: Tensor, y: Tensor, loss_fn, chunk: int = 8192
 class _Sampler:
     """State and loop of C chains; ``run`` returns the per-draw losses and MALA acceptances."""
 
-    def __init__(self, model, x, y, loss_fn, settings, nbeta: float, compile: bool, init=None):
+    def __init__(self, model, x, y, loss_fn, settings, nbeta, compile, init=None, precond=None):
         self.s, self.compile = settings, compile
         self.prob = Problem.of(model, loss_fn, x, y)
         start = self.prob.w_star.expand(settings.chains, -1) if init is None else init
@@ -264,43 +294,68 @@ class _Sampler:
         values = [nbeta, settings.localization, settings.step_size, settings.diffusion_factor]
         th = self.theta
         self.hyper = tuple(torch.tensor(float(v), dtype=th.dtype, device=th.device) for v in values)
+        p = torch.ones_like(th[0]) if precond is None else precond.to(th).reshape(th[0].shape)
+        self.sgld_hyper = (*self.hyper[:3], p.sqrt())
         if settings.sampler == "sgnht":  # p₀ ~ N(0, ε), a noise stream of its own
             self.momentum = step_noise(th, self.keys.init).mul_(math.sqrt(settings.step_size))
+        self.moments = None
 
-    def run(self, progress: bool = False) -> ChainTrace:
+    def run(self, progress=False, moments: bool = False) -> ChainTrace:
         s = self.s
+        if moments:
+            zeros = torch.zeros_like(self.theta[0], dtype=torch.float64)
+            self.moments = (zeros, zeros.clone(), zeros.clone(), 0)
         if s.sampler == "sgld":
             losses, log_a, final = self._sgld(self._inputs(progress))
             mala = torch.stack(log_a, 1).clamp(max=0.0).exp()
         else:
             losses, final = self._sgnht(self._inputs(progress)), None
             mala = torch.full((s.chains, s.draws - 1), float("nan"))
-        return ChainTrace(loss=torch.stack(losses, 1).cpu(), mala=mala.cpu(), final=final)
+        loss, mala = torch.stack(losses, 1).cpu(), mala.cpu()
+        scored = s.draws if s.sampler == "sgld" and s.mala == "same_batch" else 0
+        _EVALUATIONS[0] += s.chains * (s.burn_in + s.draws + scored)
+        return ChainTrace(loss=loss, mala=mala, final=final, moments=self.moments)
 
-    def _inputs(self, progress: bool):
-        """(t, minibatch indices, noise key) of each step."""
+    def _inputs(self, progress):
+        """(t, minibatch indices, noise key) of each step; ``progress``: False, True (a bar of
+        this run's own) or a tqdm bar to advance by one per step."""
         total = self.s.burn_in + self.s.draws
-        for t in tqdm(range(total), disable=not progress, desc="LLC (fast)"):
+        own = progress is True
+        bar = tqdm(total=total, desc="LLC (fast)", unit="step") if own else progress
+        for t in range(total):
             yield t, self.batches.next(), self.keys(t)
+            if bar is not False:
+                bar.update(1)
+        if own:
+            bar.close()
+
+    def _record(self, theta: Tensor, root_p_drift: Tensor) -> None:
+        """Add a step to the moments Σδ, Σδ², Σ(P^½·D)² (δ = θ - w*), if they are tracked."""
+        if self.moments is not None:
+            delta = (theta - self.prob.w_star).double()
+            s1, s2, sd, count = self.moments
+            sd = sd + root_p_drift.double().pow(2).sum(0)
+            self.moments = (s1 + delta.sum(0), s2 + delta.pow(2).sum(0), sd, count + len(delta))
 
     def _sgld(self, inputs) -> tuple[list[Tensor], list[Tensor], Tensor]:
         zeros = torch.zeros_like(self.theta)
         theta, prev = self.theta, (zeros, zeros.clone(), zeros.new_zeros(len(zeros)))
-        losses, log_a = [], []
+        losses, log_a, hyper = [], [], self.sgld_hyper
         scored, last = self.s.mala == "same_batch", self.s.burn_in + self.s.draws - 1
         for t, idx, key in inputs:
             if scored and t >= self.s.burn_in:  # log α of the move out of this draw
-                args = (self.prob, theta, idx, key, self.hyper[:3])
+                args = (self.prob, theta, idx, key, hyper)
                 theta, loss, log_alpha = call_step(scored_sgld_step, self.compile, *args)
                 if t < last:
                     log_a.append(log_alpha)
             else:  # log α of the move into this point
-                args = (self.prob, theta, idx, key, prev, self.hyper[:3])
+                args = (self.prob, theta, idx, key, prev, hyper)
                 theta, prev, loss, log_alpha = call_step(sgld_step, self.compile, *args)
                 if t > self.s.burn_in:  # a move between two draws
                     log_a.append(log_alpha)
             if t >= self.s.burn_in:
                 losses.append(loss)
+            self._record(theta, prev[1])
         return losses, log_a, theta
 
     def _sgnht(self, inputs) -> list[Tensor]:
@@ -323,8 +378,10 @@ def sample_chains(
     nbeta: float,
     *,
     compile: bool = True,
-    progress: bool = False,
+    progress=False,
     init: Tensor | None = None,
+    precond: Tensor | None = None,
+    moments: bool = False,
 ) -> ChainTrace:
     """Run ``settings.chains`` chains of ``settings.sampler`` started at w* (the model's weights),
     or SGLD chains at ``init`` (C, d) (θ as in :attr:`ChainTrace.final`, still localized at w*).
@@ -338,5 +395,10 @@ def sample_chains(
     all torch threads (fastest when they have the cores to themselves, as a Snakemake job's
     ``threads`` do; oversubscribed, the threads of one step wait on each other); the draws do
     not depend on their number (:mod:`.noise`).
+
+    ``precond``: SGLD's diagonal preconditioner P (d,) (default 1); ``moments``: also return the
+    moments of the states after every step (:attr:`ChainTrace.moments`); ``progress``: a bar of
+    this run's own (True) or a tqdm bar to advance by one per step.
     """
-    return _Sampler(model, x, y, loss_fn, settings, nbeta, compile, init).run(progress)
+    sampler = _Sampler(model, x, y, loss_fn, settings, nbeta, compile, init, precond)
+    return sampler.run(progress, moments)

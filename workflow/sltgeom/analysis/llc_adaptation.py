@@ -1,0 +1,224 @@
+"""A diagonal preconditioner for the LLC sampler, adapted during the burn-in and frozen for the
+draws (``LLCSettings.preconditioner = "diagonal"``).
+
+Why. Plain SGLD's step is set by the stiffest direction of the localized posterior
+(ε ≈ step_scale/(nβ·h_max + γ)) and its burn-in by the flattest (a direction held only by γ
+relaxes in 1/(εγ) steps), so the steps to an estimate grow with the condition number
+nβ·h_max/γ: 10⁴–10⁸ for deep networks, layers of different scales and real data at nβ = n/ln n.
+
+The kernel. For a fixed positive diagonal P, w ← w − ε/2·P·D(w) + √ε·P^½·ξ is plain SGLD in the
+coordinates z = P^-½·w (:mod:`.sgld`), so it has the same stationary law. With P_i the posterior
+variance of w_i, a Gaussian direction of stiffness k_i = nβ·h_i + γ has P_i·k_i = 1 in z: every
+direction relaxes in ~1/ε steps and ε no longer depends on the conditioning. The variance, not
+an inverse curvature estimate, is adapted (as Stan adapts its mass matrix): a direction the
+chains have not yet explored has a variance *below* its equilibrium one, so its step is too
+small rather than unstable, and minibatch noise does not enter it.
+
+Adaptation (Stan's windowed warm-up, doubling windows). Window 0 is plain SGLD at the plain step
+(:func:`.llc_schedule.auto_step_size`, on the Hessian's top eigenvalue). After each window the
+per-parameter variance of the chains' states over that window (pooled over chains and steps), or
+the inverse of the mean stiffness E[D_i²] where that is smaller (:func:`next_preconditioner`),
+becomes P (at most 1/γ, the variance the localization alone allows; at least ``FLOOR`` times the
+previous P), and ε is searched afresh from the chains' states with the same same-batch MALA
+pilot as the plain step rule, from 4× the previous ε down (at most ``max_step``). A direction
+still spreading grows its variance by about 1 + ε·T per window of T steps, so the adaptation
+reaches the localization radius in O(log κ) windows rather than κ steps. It stops when a
+window's variance grew by less than ``TOLERANCE`` over the previous window's, both in total
+(which the widest, flat directions dominate: the chains' reach, on which the LLC depends) and as
+the geometric mean over parameters (every direction alike); or at ``max_burn_in`` steps
+(``burn_in_capped``). Then P and ε are frozen: a last segment of ``SETTLE``/ε steps (at least
+``MIN_BURN_IN``; two relaxation times of a direction with P·k = 1) lets the chains settle under
+the final kernel, and the draws run with the same kernel, so they come from one fixed Markov
+chain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from sltgeom.analysis.llc_schedule import (
+    HALVINGS,
+    MIN_BURN_IN,
+    PILOT_STEPS,
+    largest_accepted,
+    pilot_acceptance,
+    stage_seed,
+)
+from sltgeom.analysis.sgld import sample_chains
+
+FIRST_WINDOW = 100  # steps; windows double
+TOLERANCE = 0.15  # relative variance growth between windows below which adaptation stops
+FLOOR = 1e-3  # a variance estimate may shrink P by at most this factor per window
+MAX_STEP = 1.0  # preconditioned ε: P·k ≤ 1 in every direction, so ε < 2 is stable
+SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kernel before the draws
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """The chains after an adapted burn-in: state θ (C, d), the frozen preconditioner P (d,) and
+    preconditioned ε, the burn-in steps, whether ``max_burn_in`` stopped the adaptation, the
+    windows run, the last pilot's acceptance and the sampler steps the pilots took."""
+
+    state: Tensor
+    precond: Tensor
+    step_size: float
+    steps: int
+    capped: bool
+    windows: int
+    acceptance: float
+    pilot_steps: int
+
+    @property
+    def spread(self) -> float:
+        """max P / min P: how unequal the frozen per-parameter steps are."""
+        return float(self.precond.max() / self.precond.min())
+
+
+def window_variance(moments) -> Tensor:
+    """Per-parameter variance of the states from their moments (Σδ, Σδ², Σ(P^½D)², count)."""
+    s1, s2, _, count = moments
+    mean = s1 / count
+    return (s2 / count - mean * mean).clamp(min=0.0)
+
+
+def window_stiffness(moments, precond: Tensor) -> Tensor:
+    """Per-parameter mean stiffness E[D_i²] = E[(P^½D)_i²]/P_i over a window's steps.
+
+    At equilibrium E[(∂_i U)²] = E[∂_i² U] (integration by parts), the posterior's mean
+    curvature along w_i (γ alone in a flat direction), plus the minibatch gradient's variance."""
+    _, _, sd, count = moments
+    return sd / count / precond
+
+
+def growth(var: Tensor, previous: Tensor) -> tuple[float, float]:
+    """(total, geometric-mean) ratio of this window's variances to the previous window's."""
+    total = float(var.sum() / previous.sum())
+    geometric = float(torch.exp((var.log() - previous.log()).mean()))
+    return total, geometric
+
+
+def next_preconditioner(var: Tensor, stiffness: Tensor, previous: Tensor, gamma: float) -> Tensor:
+    """P from a window: the smaller of the variance and the inverse mean stiffness (at most 1/γ),
+    at least ``FLOOR`` × the previous P.
+
+    On a Gaussian both are 1/k. Where they differ the smaller is the safe one: a direction not
+    yet explored has a variance below its equilibrium one; along a curved valley of a singular
+    model (the set BA = const) a coordinate's variance is the valley's length but its stiffness
+    is that across the valley, which sets the stable step."""
+    local = 1 / stiffness.clamp(min=gamma)
+    return torch.maximum(torch.minimum(var, local), previous * FLOOR)
+
+
+class _Adaptation:
+    """The state of one adapted burn-in: chains, P, ε and the counts of what was spent."""
+
+    def __init__(self, problem, run, requested, plain_step: float, max_step: float, bar):
+        self.problem, self.run, self.requested, self.bar = problem, run, requested, bar
+        model = problem[0]
+        d = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        device = problem[1].device
+        self.precond = torch.full((d,), plain_step, dtype=torch.float64, device=device)
+        self.eps, self.max_step = 1.0, max_step
+        self.state, self.steps, self.pilot_steps, self.stage = None, 0, 0, 0
+        self.acceptance = float("nan")
+
+    def advance(self, steps: int, moments: bool):
+        """Run ``steps`` (≥ 2) steps at the current kernel; a segment in which a chain diverges
+        is redone from its start with ε/2 (at most ``HALVINGS`` times)."""
+        steps = max(steps, 2)
+        for _ in range(HALVINGS):
+            self.stage += 1
+            seg = replace(
+                self.run,
+                step_size=self.eps,
+                burn_in=steps - 2,
+                draws=2,
+                mala="consecutive",
+                seed=stage_seed(self.run.seed, self.stage),
+            )
+            out = sample_chains(
+                *self.problem[:4],
+                seg,
+                self.problem[4],
+                compile=self.problem[5],
+                init=self.state,
+                precond=self.precond,
+                moments=moments,
+                progress=self.bar,
+            )
+            if torch.isfinite(out.final).all():
+                break
+            self.eps /= 2
+        self.state, self.steps = out.final, self.steps + steps
+        return out
+
+    def search_step(self) -> None:
+        """The largest ε ≤ min(4ε, max_step) on the grid ε·2^-j whose pilot from the chains'
+        states reaches ``min_acceptance``."""
+        model, x, y, loss_fn, nbeta, compile = self.problem
+
+        def accepted(eps: float) -> tuple[bool, float]:
+            self.stage += 1
+            rate = pilot_acceptance(
+                model,
+                x,
+                y,
+                loss_fn,
+                self.run,
+                nbeta,
+                eps,
+                compile,
+                init=self.state,
+                seed=stage_seed(self.run.seed, 5000 + self.stage),
+                precond=self.precond,
+            )
+            self.pilot_steps += PILOT_STEPS
+            return rate >= self.requested.min_acceptance, rate
+
+        self.eps, self.acceptance = largest_accepted(min(4 * self.eps, self.max_step), accepted)
+
+
+def adapted_burn_in(
+    model, x, y, loss_fn, run, requested, nbeta, compile, plain_step, max_step, bar=None
+) -> Adapted:
+    """Burn in the chains from w* while adapting a diagonal preconditioner (module docstring).
+
+    ``run``: the attempt's settings (seed, chains, batch size, γ); ``requested``: the settings
+    asked for (``min_acceptance``, ``burn_in_scale``, ``max_burn_in``); ``plain_step``: the
+    unpreconditioned ε of window 0; ``max_step``: the largest preconditioned ε to try; ``bar``:
+    a tqdm bar advanced by one per burn-in step."""
+    problem = (model, x, y, loss_fn, nbeta, compile)
+    job = _Adaptation(problem, run, requested, plain_step, max_step, bar)
+    gamma, cap = requested.localization, requested.max_burn_in
+    window, previous, windows, capped = FIRST_WINDOW, None, 0, False
+    while True:
+        out = job.advance(min(window, cap - job.steps), moments=True)
+        windows += 1
+        if not torch.isfinite(job.state).all():
+            break
+        var = window_variance(out.moments)
+        settled = previous is not None and max(growth(var, previous)) < 1 + TOLERANCE
+        stiffness = window_stiffness(out.moments, job.precond)
+        job.precond = next_preconditioner(var, stiffness, job.precond, gamma)
+        capped = not settled and job.steps >= cap
+        job.search_step()
+        if settled or capped:
+            break
+        previous, window = var, 2 * window
+    if torch.isfinite(job.state).all() and job.steps < cap:
+        settle = max(MIN_BURN_IN, math.ceil(SETTLE / job.eps))
+        job.advance(min(settle, cap - job.steps), moments=False)
+    return Adapted(
+        job.state,
+        job.precond,
+        job.eps,
+        job.steps,
+        capped,
+        windows,
+        job.acceptance,
+        job.pilot_steps,
+    )
