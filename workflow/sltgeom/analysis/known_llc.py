@@ -26,6 +26,7 @@ the empirical minimiser), which is a property of the data set, not of the sample
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +62,51 @@ def rrr_full_rank_a_coefficient(m: int, h: int, n: int, r: int) -> float:
     if not (h <= m and 0 <= r <= min(h, n)):
         raise ValueError(f"need H <= M and r <= min(H, N), got M={m}, H={h}, N={n}, r={r}")
     return (n * h + r * (m - h)) / 2
+
+
+def dln_learning_coefficient(widths: Sequence[int], r: int) -> float:
+    """Aoyagi (2024), "Consideration on the learning efficiency of multiple-layered neural networks
+    with linear units", Neural Networks 172, 106132 (restated in Furman & Lau 2024, arXiv
+    2402.03698): λ of the deep linear network f(x) = W_L···W_1·x, widths H_0 (input) … H_L
+    (output), at a true parameter whose product has rank r ≤ min H_i.
+
+    With M_i = H_i − r, take the subset Σ of the layers 0…L, of size ℓ + 1, such that
+    max_Σ M_σ < min_{k∉Σ} M_k, Σ_Σ M_σ ≥ ℓ·max_Σ M_σ and Σ_Σ M_σ < ℓ·min_{k∉Σ} M_k (it exists and
+    is unique; it holds the ℓ + 1 smallest M_i, ties all in or all out). With S = Σ_Σ M_σ,
+    M = ⌈S/ℓ⌉ − 1 and a = S − M·ℓ ∈ {1, …, ℓ}:
+
+        λ = [r(H_0 + H_L) − r²]/2 + a(ℓ − a)/(4ℓ) − ℓ(ℓ − 1)/4·(S/ℓ)² + ½·Σ_{σ<τ ∈ Σ} M_σ·M_τ.
+
+    A layer of width r (M_i = 0, a bottleneck) leaves only the first term: the rank-r maps'
+    dimension over 2. Computed in integers over one division, so exact values come out exact.
+    """
+    _check_dln(widths, r)
+    excess = _aoyagi_subset(sorted(h - r for h in widths))
+    ell, total = len(excess) - 1, sum(excess)
+    a = total - ell * (-(-total // ell) - 1)
+    pairs = (total * total - sum(m * m for m in excess)) // 2
+    outer = r * (widths[0] + widths[-1] - r)
+    return (2 * ell * (outer + pairs) + a * (ell - a) - (ell - 1) * total * total) / (4 * ell)
+
+
+def _check_dln(widths: Sequence[int], r: int) -> None:
+    if len(widths) < 2 or any(int(h) != h or h < 1 for h in widths):
+        raise ValueError(
+            f"widths must be two or more positive integers (input, hidden…, output), got {widths!r}"
+        )
+    if not (int(r) == r and 0 <= r <= min(widths)):
+        raise ValueError(f"r must be an integer in [0, min(widths) = {min(widths)}], got r={r!r}")
+
+
+def _aoyagi_subset(excess: list[int]) -> list[int]:
+    """Aoyagi's Σ among the sorted M_i: the shortest prefix of ℓ + 1 ≥ 2 that meets his three
+    conditions (ℓ = 0 never does: 0·min M_k is not above a sum of non-negative M_i)."""
+    for size in range(2, len(excess) + 1):
+        chosen, rest, ell = excess[:size], excess[size:], size - 1
+        below_rest = not rest or (chosen[-1] < rest[0] and sum(chosen) < ell * rest[0])
+        if below_rest and sum(chosen) >= ell * chosen[-1]:
+            return chosen
+    raise AssertionError(f"no subset meets Aoyagi's conditions for M = {excess}")
 
 
 class TwoLayerLinear(nn.Module):
