@@ -1,13 +1,34 @@
-"""Aoyagi's (2024) learning coefficient of deep linear networks against hand-computed values,
-against Aoyagi & Watanabe's RRR formula at depth 2 and against the networks measured in issue 20."""
+"""Deep linear networks in the known-λ suite: Aoyagi's (2024) learning coefficient against
+hand-computed values, against Aoyagi & Watanabe's RRR formula at depth 2 and against the networks
+measured in issue 20; every DLN case's true parameter (zero loss and gradient, ranks, the moved
+points computing the minimal point's function). No sampling."""
 
 from __future__ import annotations
 
 import itertools
+import sys
+from dataclasses import replace
 
 import pytest
+import torch
+from conftest import REPO
 
-from sltgeom.analysis.known_llc import dln_learning_coefficient, rrr_learning_coefficient
+from sltgeom.analysis.known_llc import (
+    CASES,
+    DLN_DEPTHS,
+    DLN_LARGE,
+    FAST_CASES,
+    DeepLinear,
+    case_problem,
+    dln_case,
+    dln_learning_coefficient,
+    rescaling,
+    rrr_learning_coefficient,
+)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+DLN = [case for case in CASES.values() if case.kind == "dln"]
 
 # (widths, r) → λ by hand from the docstring's formula, one per case of it. M = sorted H_i − r,
 # Σ its ℓ + 1 smallest, S = ΣM_σ, a = S − (⌈S/ℓ⌉ − 1)·ℓ; λ = r(H_0 + H_L − r)/2 + a(ℓ − a)/4ℓ
@@ -113,3 +134,91 @@ def test_formula_symmetries():
 def test_invalid_input_is_refused(widths, r, match):
     with pytest.raises(ValueError, match=match):
         dln_learning_coefficient(widths, r)
+    with pytest.raises(ValueError, match=match):
+        dln_case(widths, r)
+
+
+# --- the cases ---------------------------------------------------------------------------------
+
+
+def test_the_suite_holds_each_depth_at_each_point_and_large_networks():
+    assert [len(widths) - 1 for widths, _ in DLN_DEPTHS] == [3, 4, 5]
+    for widths, r in DLN_DEPTHS:
+        stem = f"dln_{'_'.join(map(str, widths))}_r{r}"
+        for point in ("minimal", "rescaled_c10", "rescaled_c100", "conjugated"):
+            assert f"{stem}_{point}" in CASES
+    assert CASES["dln_10_8_8_10_r2_rescaled_c100"].scale == 100.0
+    sizes = [parameters(widths) for widths, _ in DLN_LARGE]
+    assert max(sizes) >= 100_000 and any(10_000 <= size < 100_000 for size in sizes)
+    assert len(DLN) == 4 * len(DLN_DEPTHS) + len(DLN_LARGE)
+    assert not any(CASES[name].kind == "dln" for name in FAST_CASES)
+    assert rescaling(3, 10.0) == [10.0, 0.1, 1.0] and rescaling(4, 10.0) == [10.0, 0.1, 10.0, 0.1]
+
+
+@pytest.mark.parametrize("case", DLN, ids=lambda case: case.name)
+def test_dln_case_true_parameter(case):
+    model, x, y, loss_fn = case_problem(case)
+    assert isinstance(model, DeepLinear) and len(x) == case.n == 50_000
+    assert sum(p.numel() for p in model.parameters()) == parameters(case.widths)
+    assert [n for n, _ in model.named_parameters()] == [f"{i}.weight" for i in range(len(model))]
+    assert case.theory == dln_learning_coefficient(case.widths, case.r) == case.bounds[0]
+    if case.widths in MEASURED:
+        assert case.theory == MEASURED[case.widths][2]
+    # w₀ is the empirical minimum: the residual vanishes, so do the loss and its gradient
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    assert loss.item() == 0.0 and all(p.grad.abs().max() == 0 for p in model.parameters())
+    # every layer of rank r up to float32 rounding (the moved points are rounded to float32)
+    weights = [p.detach().double() for p in model.parameters()]
+    ranks = [torch.linalg.matrix_rank(w, rtol=1e-5).item() for w in weights]
+    product = torch.linalg.multi_dot(weights[::-1])
+    sigma = torch.linalg.svdvals(product)
+    assert ranks == [case.r] * len(weights) and sigma[case.r] < 1e-5 * sigma[0]
+    assert sigma[case.r - 1] > 1.0  # and not a nearly lower rank: σ_r(W_L···W_1) ≥ 2 here
+    # every point computes the minimal point's function (float64, 2 000 inputs)
+    minimal, _, y_minimal, _ = case_problem(replace(case, point="minimal", scale=1.0))
+    xs = x[:2000].double()
+    reference = minimal.double()(xs)
+    gap = (model.double()(xs) - reference).pow(2).sum(-1).mean()
+    assert gap <= 1e-10 * reference.pow(2).sum(-1).mean()
+    assert torch.allclose(y, y_minimal, rtol=1e-4, atol=1e-4 * y_minimal.abs().max().item())
+
+
+def test_depth_two_minimal_point_is_the_rrr_minimal_point():
+    rrr = case_problem(CASES["rrr_8_6_8_r1_minimal"])
+    dln = case_problem(dln_case((8, 6, 8), 1))
+    assert torch.equal(rrr[1], dln[1]) and torch.equal(rrr[2], dln[2])
+    assert torch.equal(rrr[0].a.weight, dln[0][0].weight)
+
+
+def test_moves_are_not_the_identity():
+    # the rescaled and conjugated points are other parameters than the minimal one
+    widths, r = (10, 8, 8, 10), 2
+    minimal = case_problem(dln_case(widths, r))[0]
+    for point, c in (("rescaled", 100.0), ("conjugated", 1.0)):
+        moved = case_problem(dln_case(widths, r, point, c))[0]
+        gaps = [
+            (a.weight - b.weight).abs().max().item() for a, b in zip(moved, minimal, strict=True)
+        ]
+        assert max(gaps) > 0.1
+    rescaled = case_problem(dln_case(widths, r, "rescaled", 100.0))[0]
+    assert torch.allclose(rescaled[0].weight, 100 * minimal[0].weight)
+    assert torch.allclose(rescaled[1].weight, minimal[1].weight / 100)
+
+
+def test_bench_lists_every_case(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "benchmarks"))
+    import bench_known_llc
+
+    def fake(case):  # the row validate_case returns, without sampling
+        low, high = case.bounds
+        numbers = dict(llc_mean=high, llc_sem=0.0, ratio=1.0, llc_step_size=1e-6, llc_rhat=1.0)
+        flags = dict(burn_in_capped=False, burn_in_halvings=0, llc_retries=0, llc_ess=100.0)
+        return dict(theory=high, theory_low=low, passed=True, llc_burn_in=10, **numbers, **flags)
+
+    monkeypatch.setattr(bench_known_llc, "validate_case", fake)
+    monkeypatch.setattr(sys, "argv", ["bench_known_llc.py"])
+    assert bench_known_llc.main() == 0
+    rows = capsys.readouterr().out.splitlines()[1:-1]
+    assert [row.split(" | ")[0] for row in rows] == list(CASES)
+    assert any(row.startswith("dln_100_80_80_100_r20_minimal | 3333.5 | 3333.50") for row in rows)
