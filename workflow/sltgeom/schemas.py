@@ -40,6 +40,7 @@ LLC_SETTINGS = {
     "llc_max_retries": "int64",
     "llc_init_loss": "str",
     "llc_preconditioner": "str",
+    "llc_settle": "float64",
     "llc_nbeta_setting": "str",
     "llc_step_rule": "str",
     "llc_burn_in_rule": "str",

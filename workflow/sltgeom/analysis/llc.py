@@ -300,12 +300,11 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
 def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
     """One estimate whose burn-in adapts a diagonal preconditioner, frozen for the draws; a
     retry searches ε below the last attempt's (``run.step_size``, already reduced)."""
-    model, x, y, loss_fn, nbeta, _, _, compile, bar = call
+    model, x, y, loss_fn, nbeta, loss_init, _, compile, bar = call
     seeded = replace(run, seed=stage_seed(run.seed, 2000 + attempt)) if attempt else run
     max_step = run.step_size if attempt else MAX_STEP
-    burn = adapted_burn_in(
-        model, x, y, loss_fn, seeded, requested, nbeta, compile, schedule.step_size, max_step, bar
-    )
+    problem = (model, x, y, loss_fn, seeded, requested, nbeta, compile, loss_init)
+    burn = adapted_burn_in(*problem, schedule.step_size, max_step, bar)
     run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
     schedule = replace(
         schedule,

@@ -22,14 +22,18 @@ becomes P (at most 1/γ, the variance the localization alone allows; at least ``
 previous P), and ε is searched afresh from the chains' states with the same same-batch MALA
 pilot as the plain step rule, from 4× the previous ε down (at most ``max_step``). A direction
 still spreading grows its variance by about 1 + ε·T per window of T steps, so the adaptation
-reaches the localization radius in O(log κ) windows rather than κ steps. It stops when a
-window's variance grew by less than ``TOLERANCE`` over the previous window's, both in total
-(which the widest, flat directions dominate: the chains' reach, on which the LLC depends) and as
-the geometric mean over parameters (every direction alike); or at ``max_burn_in`` steps
-(``burn_in_capped``). Then P and ε are frozen: a last segment of ``SETTLE``/ε steps (at least
-``MIN_BURN_IN``; two relaxation times of a direction with P·k = 1) lets the chains settle under
-the final kernel, and the draws run with the same kernel, so they come from one fixed Markov
-chain.
+reaches the localization radius in O(log κ) windows rather than κ steps. It stops when, between
+two preconditioned windows (the second twice as long, and every window at least
+``WINDOW_RELAXATIONS``/ε steps), the variance grew by less than ``TOLERANCE``, both in total
+(which the widest, flat directions dominate: the chains' reach) and as the geometric mean over
+parameters (every direction alike); or when the λ̂ of the last three preconditioned windows
+agree within ``LLC_TOLERANCE`` beyond twice their standard error over chains
+(:func:`llc_settled`: the estimate no longer depends on the burn-in's length, over a factor of
+4, which R̂ cannot see when all chains drift together); or at ``max_burn_in`` steps
+(``burn_in_capped``). Then P and ε are frozen: the chains run ``settle`` × the adaptation's
+steps more (at least ``SETTLE``/ε, two relaxation times of a direction with P·k = 1, and
+``MIN_BURN_IN``) under the final kernel, and the draws run with the same kernel, so they come
+from one fixed Markov chain.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ from sltgeom.analysis.llc_schedule import (
 from sltgeom.analysis.sgld import sample_chains
 
 FIRST_WINDOW = 100  # steps; windows double
+WINDOW_RELAXATIONS = 10  # and span at least 10/ε steps: ten relaxation times at P·k = 1
 TOLERANCE = 0.15  # relative variance growth between windows below which adaptation stops
+LLC_TOLERANCE = 0.05  # or relative change of the windows' λ̂ (beyond their noise)
 FLOOR = 1e-3  # a variance estimate may shrink P by at most this factor per window
 MAX_STEP = 1.0  # preconditioned ε: P·k ≤ 1 in every direction, so ε < 2 is stable
 SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kernel before the draws
@@ -117,6 +123,7 @@ class _Adaptation:
     """The state of one adapted burn-in: chains, P, ε and the counts of what was spent."""
 
     def __init__(self, problem, run, requested, plain_step: float, max_step: float, bar):
+        # problem: (model, x, y, loss_fn, nβ, compile)
         self.problem, self.run, self.requested, self.bar = problem, run, requested, bar
         model = problem[0]
         d = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -127,16 +134,17 @@ class _Adaptation:
         self.acceptance = float("nan")
 
     def advance(self, steps: int, moments: bool):
-        """Run ``steps`` (≥ 2) steps at the current kernel; a segment in which a chain diverges
-        is redone from its start with ε/2 (at most ``HALVINGS`` times)."""
+        """Run ``steps`` (≥ 2) steps at the current kernel (their losses in the returned trace);
+        a segment in which a chain diverges is redone from its start with ε/2 (at most
+        ``HALVINGS`` times)."""
         steps = max(steps, 2)
         for _ in range(HALVINGS):
             self.stage += 1
             seg = replace(
                 self.run,
                 step_size=self.eps,
-                burn_in=steps - 2,
-                draws=2,
+                burn_in=0,
+                draws=steps,
                 mala="consecutive",
                 seed=stage_seed(self.run.seed, self.stage),
             )
@@ -183,42 +191,57 @@ class _Adaptation:
 
 
 def adapted_burn_in(
-    model, x, y, loss_fn, run, requested, nbeta, compile, plain_step, max_step, bar=None
+    model, x, y, loss_fn, run, requested, nbeta, compile, loss_init, plain_step, max_step, bar=None
 ) -> Adapted:
     """Burn in the chains from w* while adapting a diagonal preconditioner (module docstring).
 
     ``run``: the attempt's settings (seed, chains, batch size, γ); ``requested``: the settings
-    asked for (``min_acceptance``, ``burn_in_scale``, ``max_burn_in``); ``plain_step``: the
-    unpreconditioned ε of window 0; ``max_step``: the largest preconditioned ε to try; ``bar``:
-    a tqdm bar advanced by one per burn-in step."""
+    asked for (``min_acceptance``, ``settle``, ``max_burn_in``); ``loss_init``: L(w*);
+    ``plain_step``: the unpreconditioned ε of window 0; ``max_step``: the largest
+    preconditioned ε to try; ``bar``: a tqdm bar advanced by one per burn-in step."""
     problem = (model, x, y, loss_fn, nbeta, compile)
     job = _Adaptation(problem, run, requested, plain_step, max_step, bar)
     gamma, cap = requested.localization, requested.max_burn_in
-    window, previous, windows, capped = FIRST_WINDOW, None, 0, False
-    while True:
+    window, previous, llcs, settled = FIRST_WINDOW, None, [], False
+    while not settled and job.steps < cap:
         out = job.advance(min(window, cap - job.steps), moments=True)
-        windows += 1
         if not torch.isfinite(job.state).all():
             break
         var = window_variance(out.moments)
-        settled = previous is not None and max(growth(var, previous)) < 1 + TOLERANCE
+        llcs.append(nbeta * (out.loss.double().mean(1) - loss_init))
+        if len(llcs) > 2:  # two preconditioned windows
+            settled = max(growth(var, previous)) < 1 + TOLERANCE or llc_settled(llcs[1:])
         stiffness = window_stiffness(out.moments, job.precond)
         job.precond = next_preconditioner(var, stiffness, job.precond, gamma)
-        capped = not settled and job.steps >= cap
         job.search_step()
-        if settled or capped:
-            break
-        previous, window = var, 2 * window
+        previous, window = var, max(2 * window, math.ceil(WINDOW_RELAXATIONS / job.eps))
+    adapting = job.steps
     if torch.isfinite(job.state).all() and job.steps < cap:
-        settle = max(MIN_BURN_IN, math.ceil(SETTLE / job.eps))
+        settle = max(MIN_BURN_IN, math.ceil(SETTLE / job.eps), round(requested.settle * adapting))
         job.advance(min(settle, cap - job.steps), moments=False)
     return Adapted(
         job.state,
         job.precond,
         job.eps,
         job.steps,
-        capped,
-        windows,
+        not settled,
+        len(llcs),
         job.acceptance,
         job.pilot_steps,
     )
+
+
+def llc_settled(llcs: list[Tensor]) -> bool:
+    """Did the per-chain λ̂ (C,) of the last three windows (T, 2T, 4T steps) stay within
+    ``LLC_TOLERANCE`` of each other, up to twice the standard error of the chains' mean
+    change? Two comparisons, so that an estimate which has not yet started to move (chains
+    that mix slowly make every window's λ̂ noisy) does not pass by one lucky pair."""
+    if len(llcs) < 3:
+        return False
+    return all(_close(llcs[i], llcs[i - 1]) for i in (-1, -2))
+
+
+def _close(llc: Tensor, previous: Tensor) -> bool:
+    change = llc - previous
+    noise = 2 * float(change.std() / math.sqrt(len(change))) if len(change) > 1 else 0.0
+    return abs(float(change.mean())) <= LLC_TOLERANCE * abs(float(llc.mean())) + noise

@@ -40,7 +40,8 @@ class LLCSettings:
     ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
     preconditioner: ``"none"`` (plain SGLD), or ``"diagonal"``: a per-parameter preconditioner
     adapted during the burn-in and frozen for the draws (:mod:`.llc_adaptation`; fast engine,
-    SGLD, automatic ε and burn-in).
+    SGLD, automatic ε and burn-in); once the adaptation has settled the chains run ``settle`` ×
+    its steps more under the frozen kernel before the draws.
     """
 
     sampler: str = "sgld"
@@ -61,6 +62,7 @@ class LLCSettings:
     max_retries: int = 3
     init_loss: str = "full"
     preconditioner: str = "none"
+    settle: float = 0.25
 
     def __post_init__(self):
         _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
@@ -80,6 +82,8 @@ class LLCSettings:
             _check(_positive(getattr(self, name)), name, "a finite number > 0", getattr(self, name))
         accept_ok = _is_real(self.min_acceptance) and 0 <= self.min_acceptance < 1
         _check(accept_ok, "min_acceptance", "a number in [0, 1)", self.min_acceptance)
+        settle_ok = _is_real(self.settle) and 0 <= self.settle < math.inf
+        _check(settle_ok, "settle", "a finite number >= 0", self.settle)
         loc_ok = _is_real(self.localization) and 0 <= self.localization < math.inf
         _check(loc_ok, "localization", "a finite number >= 0", self.localization)
         if self.burn_in == AUTO:
