@@ -98,13 +98,15 @@ def test_adapted_preconditioner_on_an_ill_conditioned_posterior():
     assert res.rhat < 1.05 and row["sampler_gradients"] > row["llc_burn_in"] + 1000
 
 
-def test_next_preconditioner_takes_the_safer_estimate_within_bounds():
+def test_next_preconditioner_inverse_stiffness_within_bounds():
     var = torch.tensor([1e-4, 1e-2, 5.0, 1e-9], dtype=torch.float64)
     stiffness = torch.tensor([1e2, 1e4, 0.5, 1e3], dtype=torch.float64)
     previous = torch.full((4,), 1e-3, dtype=torch.float64)
     got = next_preconditioner(var, stiffness, previous, gamma=1.0)
-    # min(var, 1/stiffness); 1/γ caps a flat direction; 10⁻³ × the previous P floors
-    expected = torch.tensor([1e-4, 1e-4, 1.0, 1e-6], dtype=torch.float64)
+    # 1/stiffness, at most 10 × the variance (a direction still spreading: 1e-3, not 1e-2);
+    # the stiffness rules along a valley (1e-4, not the variance 1e-2); 1/γ caps a flat
+    # direction; 10⁻³ × the previous P floors
+    expected = torch.tensor([1e-3, 1e-4, 1.0, 1e-6], dtype=torch.float64)
     torch.testing.assert_close(got, expected)
 
 
@@ -116,6 +118,17 @@ def test_growth_sees_a_few_spreading_directions():
     assert total > 1.5 and geometric < 1.15
     uniform = previous * 1.3  # every direction a little: the geometric mean sees it
     assert growth(uniform, previous)[1] == pytest.approx(1.3)
+
+
+def test_auto_preconditioner_is_diagonal_where_it_can_be_adapted():
+    assert LLCSettings().resolve_preconditioner("fast").preconditioner == "diagonal"
+    for settings, engine in [
+        (LLCSettings(), "devinterp"),
+        (LLCSettings(step_size=1e-4), "fast"),
+        (LLCSettings(burn_in=100), "fast"),
+        (LLCSettings(preconditioner="none"), "fast"),
+    ]:
+        assert settings.resolve_preconditioner(engine).preconditioner == "none"
 
 
 @pytest.mark.parametrize(
@@ -134,7 +147,9 @@ def test_diagonal_preconditioner_needs_an_adapted_fast_burn_in(kwargs, engine):
 
 
 def test_unknown_preconditioner_is_refused():
-    with pytest.raises(ValueError, match=r"preconditioner must be one of \('none', 'diagonal'\)"):
+    with pytest.raises(
+        ValueError, match=r"preconditioner must be one of \('auto', 'none', 'diagonal'\)"
+    ):
         LLCSettings(preconditioner="kfac")
 
 

@@ -321,7 +321,15 @@ CASES = {
         *dln_cases(),
     )
 }
-FAST_CASES = ("toy_d1000_r100", "regular_8x8", "rrr_10_2_2_r1_minimal", "rrr_4_4_4_r0_minimal")
+FAST_CASES = (
+    "toy_d1000_r100",
+    "regular_8x8",
+    "rrr_10_2_2_r1_minimal",
+    "rrr_4_4_4_r0_minimal",
+    "dln_10_8_8_10_r2_minimal",
+    "dln_10_8_8_10_r2_rescaled_c10",
+    "dln_10_8_8_10_r2_conjugated",
+)
 
 
 def validate_case(case: KnownCase, settings: LLCSettings | None = None, seed: int = 0) -> dict:

@@ -238,6 +238,7 @@ def estimate_llc(
     """
     settings = settings or LLCSettings()
     _check_call(x, y, settings, engine)
+    settings = settings.resolve_preconditioner(engine)
     loss_fn = loss_fn or _mean_cross_entropy
     device = torch.device(device) if device is not None else x.device
     model = _model_on(model, device)
@@ -380,8 +381,7 @@ def _check_call(x: Tensor, y: Tensor, settings: LLCSettings, engine: str) -> Non
     if engine == "devinterp" and settings.mala != "consecutive":
         raise ValueError("LLCSettings.mala = 'same_batch' needs the fast engine")
     pre = settings.preconditioner
-    adaptable = settings.sampler == "sgld" and AUTO == settings.step_size == settings.burn_in
-    if pre != "none" and not (engine == "fast" and adaptable):
+    if pre == "diagonal" and not settings.adaptable(engine):
         raise ValueError(
             f"LLCSettings.preconditioner = {pre!r} is adapted during an automatic burn-in: it "
             f'needs engine "fast", sampler "sgld" and step_size and burn_in "{AUTO}" '

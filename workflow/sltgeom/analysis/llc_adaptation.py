@@ -59,6 +59,7 @@ WINDOW_RELAXATIONS = 10  # and span at least 10/ε steps: ten relaxation times a
 TOLERANCE = 0.15  # relative variance growth between windows below which adaptation stops
 LLC_TOLERANCE = 0.05  # or relative change of the windows' λ̂ (beyond their noise)
 FLOOR = 1e-3  # a variance estimate may shrink P by at most this factor per window
+JUMP = 10.0  # P at most this multiple of a window's variance
 MAX_STEP = 1.0  # preconditioned ε: P·k ≤ 1 in every direction, so ε < 2 is stable
 SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kernel before the draws
 
@@ -108,15 +109,18 @@ def growth(var: Tensor, previous: Tensor) -> tuple[float, float]:
 
 
 def next_preconditioner(var: Tensor, stiffness: Tensor, previous: Tensor, gamma: float) -> Tensor:
-    """P from a window: the smaller of the variance and the inverse mean stiffness (at most 1/γ),
-    at least ``FLOOR`` × the previous P.
+    """P from a window: the inverse mean stiffness 1/E[D_i²] (at most 1/γ), but at most
+    ``JUMP`` × the variance, and at least ``FLOOR`` × the previous P.
 
-    On a Gaussian both are 1/k. Where they differ the smaller is the safe one: a direction not
-    yet explored has a variance below its equilibrium one; along a curved valley of a singular
-    model (the set BA = const) a coordinate's variance is the valley's length but its stiffness
-    is that across the valley, which sets the stable step."""
+    On a Gaussian at equilibrium both are 1/k. Along a curved valley of a singular model (the
+    set BA = const) a coordinate's variance is the valley's length but its stiffness is that
+    across the valley, which sets the stable step: the stiffness rules. A direction not yet
+    explored has a variance below its equilibrium one and, where the chains have not yet met
+    its curvature, a stiffness below its true one: P may exceed the variance there, by at most
+    ``JUMP`` (the window's pilot lowers ε if that was too bold), so that a direction still
+    diffusing grows its variance ~``JUMP``·ε·T-fold per window of T steps."""
     local = 1 / stiffness.clamp(min=gamma)
-    return torch.maximum(torch.minimum(var, local), previous * FLOOR)
+    return torch.maximum(torch.minimum(JUMP * var, local), previous * FLOOR)
 
 
 class _Adaptation:

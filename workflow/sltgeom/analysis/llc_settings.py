@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -14,8 +14,8 @@ ENGINES = ("fast", "devinterp")
 SAMPLERS = ("sgld", "sgnht")
 MALA_MODES = ("consecutive", "same_batch")
 INIT_LOSSES = ("full", "devinterp")
-PRECONDITIONERS = ("none", "diagonal")
 AUTO = "auto"
+PRECONDITIONERS = (AUTO, "none", "diagonal")
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,11 @@ class LLCSettings:
     acceptance measures the step's discretisation error alone.
     init_loss: L(w*) on the ``"full"`` training set, or ``"devinterp"``: the mean over
     ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
-    preconditioner: ``"none"`` (plain SGLD), or ``"diagonal"``: a per-parameter preconditioner
+    preconditioner: ``"none"`` (plain SGLD), ``"diagonal"``: a per-parameter preconditioner
     adapted during the burn-in and frozen for the draws (:mod:`.llc_adaptation`; fast engine,
-    SGLD, automatic ε and burn-in); once the adaptation has settled the chains run ``settle`` ×
-    its steps more under the frozen kernel before the draws.
+    SGLD, automatic ε and burn-in), or ``"auto"``: diagonal where it applies, else none
+    (:meth:`resolve_preconditioner`); once the adaptation has settled the chains run
+    ``settle`` × its steps more under the frozen kernel before the draws.
     """
 
     sampler: str = "sgld"
@@ -61,7 +62,7 @@ class LLCSettings:
     max_burn_in: int = 50_000
     max_retries: int = 3
     init_loss: str = "full"
-    preconditioner: str = "none"
+    preconditioner: str = AUTO
     settle: float = 0.25
 
     def __post_init__(self):
@@ -93,6 +94,17 @@ class LLCSettings:
             _check(self.sampler == "sgld", "sampler", needs, self.sampler)
         nb_ok = self.nbeta is None or self.nbeta == "batch" or _positive(self.nbeta)
         _check(nb_ok, "nbeta", 'None, "batch" or a finite number > 0', self.nbeta)
+
+    def adaptable(self, engine: str) -> bool:
+        """Can a preconditioner be adapted: fast engine, SGLD, automatic ε and burn-in?"""
+        auto = self.step_size == AUTO and self.burn_in == AUTO
+        return engine == "fast" and self.sampler == "sgld" and auto
+
+    def resolve_preconditioner(self, engine: str) -> LLCSettings:
+        """These settings with ``"auto"`` resolved: ``"diagonal"`` if :meth:`adaptable`."""
+        if self.preconditioner != AUTO:
+            return self
+        return replace(self, preconditioner="diagonal" if self.adaptable(engine) else "none")
 
     def resolve_nbeta(self, n: int) -> float:
         """nβ actually used for a training set of n points: n/ln n, B/ln B or the given value."""
