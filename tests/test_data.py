@@ -103,6 +103,7 @@ def test_digits_shapes_and_dtypes(digits_file):
     assert raw["meta"]["format_version"] == FORMAT_VERSION
     data = load_dataset(digits_file)
     assert data.input_shape == (1, 8, 8) and data.n_classes == 10 and data.n_train == 1437
+    assert data.n_train == DATASETS["digits"].n_train  # what the config checks batch_size by
     assert data.x_train.dtype == torch.float32 and data.y_test.dtype == torch.int64
     assert len(data.train()) == 1437 and len(data.test()) == 360
 
