@@ -412,3 +412,13 @@ def test_load_rejects_other_versions(digits_file, tmp_path):
     torch.save(raw, tmp_path / "future.pt")
     with pytest.raises(StoreFormatError, match=r"future\.pt has dataset format version 2"):
         load_dataset(tmp_path / "future.pt")
+
+
+def test_a_truncated_dataset_file_says_how_to_rebuild_it(digits_file, tmp_path):
+    truncated = tmp_path / "resources" / "datasets" / "digits.pt"
+    truncated.parent.mkdir(parents=True)
+    truncated.write_bytes(digits_file.read_bytes()[:5000])
+    with pytest.raises(StoreFormatError) as error:
+        load_dataset(truncated)
+    assert str(error.value).startswith(f"{truncated} is not an sltgeom dataset file")
+    assert f"`rm {truncated} && snakemake --cores 1 {truncated}`" in str(error.value)

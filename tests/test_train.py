@@ -1,5 +1,7 @@
 import os
+import re
 import signal
+import subprocess
 
 import pandas as pd
 import pytest
@@ -112,6 +114,29 @@ def test_sigterm_stops_after_the_epoch_and_the_rerun_resumes(
     resumed = train(make_run(), digits_path, tmp_path / "run")
     assert "resuming training at epoch 3 from " in capsys.readouterr().err
     pd.testing.assert_frame_equal(metrics(resumed), metrics(reference))
+
+
+def test_a_truncated_checkpoint_names_the_file_and_the_commands_that_rebuild_it(
+    digits_path, tmp_path
+):
+    folder = tmp_path / "results/t/runs/ffnn-1x16/sgd/seed0"
+    reference = train(make_run(), digits_path, folder)
+    bad = folder / "checkpoints" / "epoch_002.pt"
+    bad.write_bytes(bad.read_bytes()[:2000])
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(bad)
+    message = str(error.value)
+    assert message.startswith(f"{bad}: not a readable sltgeom checkpoint")
+    commands = re.search(r"retrain the run from its epoch 1: `([^`]*)`", message).group(1)
+    checkpoints = folder / "checkpoints"
+    assert (
+        commands == f"rm {checkpoints}/epoch_{{002..003}}.pt && mv {checkpoints} {folder}/.partial"
+    )
+    assert f"`snakemake --cores all {checkpoints}`" in message
+    subprocess.run(["bash", "-c", commands], check=True)
+    retrained = train(make_run(), digits_path, folder)  # the training job snakemake reruns
+    pd.testing.assert_frame_equal(metrics(retrained), metrics(reference))
+    assert load_checkpoint(bad)["epoch"] == 2
 
 
 def test_partial_state_of_another_configuration_is_refused(digits_path, tmp_path, monkeypatch):
