@@ -193,6 +193,8 @@ def _check_analysis(where: str, study: Mapping) -> None:
 
 def _check_llc(where: str, block: Mapping) -> None:
     """What :class:`LLCSettings` refuses (e.g. localization 0 with burn_in auto), named here."""
+    if not block["enabled"]:
+        return
     try:
         llc_settings(block, seed=block["seed"])
     except ValueError as error:
