@@ -97,11 +97,19 @@ _EXAMPLES = {
 }
 
 
-def walk(config, path, node):
+def walk(config, path, node, seen=None):
     """Yield (path, schema, config) for every key under ``path``, the config holding a valid
-    value of each parent (inserted where unset, one per branch of a ``oneOf``)."""
+    value of each parent (inserted where unset, one per branch of a ``oneOf``). The keys of a
+    mapping defined once in ``$defs`` and used at several places (``llc``, ``lazy_data``...)
+    are walked where it is first reached, the mapping itself everywhere."""
+    seen = set() if seen is None else seen
+    reference = node.get("$ref")
     node = resolved(node)
     yield path, node, config
+    if "properties" in node and reference is not None:
+        if reference in seen:
+            return
+        seen.add(reference)
     branches = alternatives(node, ROOT)
     for i, branch in enumerate(branches or [node]):
         if not {"properties", "items", "additionalProperties"} & set(branch):
@@ -109,10 +117,10 @@ def walk(config, path, node):
         value = get(config, path)
         if branches and chosen_branch(branches, value) != i:
             config = with_value(config, path, example(branch))
-        yield from _children(config, path, branch)
+        yield from _children(config, path, branch, seen)
 
 
-def _children(config, path, node):
+def _children(config, path, node, seen):
     value = get(config, path)
     if "properties" in node:
         if not isinstance(value, dict):  # a nullable block left at null
@@ -120,14 +128,14 @@ def _children(config, path, node):
         for name, child in node["properties"].items():
             if name not in get(config, path):
                 config = with_value(config, [*path, name], example(child))
-            yield from walk(config, [*path, name], child)
+            yield from walk(config, [*path, name], child, seen)
     elif isinstance(node.get("additionalProperties"), dict):
         first = next(iter(value))
-        yield from walk(config, [*path, first], node["additionalProperties"])
+        yield from walk(config, [*path, first], node["additionalProperties"], seen)
     if "items" in node and isinstance(value, list):
         if not value:
             config = with_value(config, [*path, 0], example(node["items"]))
-        yield from walk(config, [*path, 0], node["items"])
+        yield from walk(config, [*path, 0], node["items"], seen)
 
 
 def bad_values(node) -> list[tuple[str, object]]:
