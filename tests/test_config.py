@@ -218,6 +218,10 @@ SWEEP = "or a non-empty list, each"
             "expected one of ffnn, dlnn, cnn, cnn_same",
         ),
         (
+            lambda c: c["studies"]["tiny"]["architectures"][0].pop("type"),
+            "architectures.0.type` is missing; expected one of ffnn, dlnn, cnn, cnn_same",
+        ),
+        (
             _architecture(hidden_nodes=0),
             "architectures.0.hidden_nodes`: 0 is not allowed; expected an integer >= 1",
         ),

@@ -232,11 +232,11 @@ def _branch_error(error, root: Mapping):
     value = error.instance
     known = list(dict.fromkeys(name for branch in branches for name in _type_names(branch)))
     if isinstance(value, Mapping) and known and value.get("type") not in known:
-        where = key([*error.absolute_path, "type"])
-        got = show(value["type"]) if "type" in value else "nothing"
-        return (
-            f"config key `{where}`: {got} is not a known type; expected one of {', '.join(known)}"
-        )
+        where, expected = key([*error.absolute_path, "type"]), ", ".join(known)
+        if "type" not in value:
+            return f"config key `{where}` is missing; expected one of {expected}"
+        got = show(value["type"])
+        return f"config key `{where}`: {got} is not a known type; expected one of {expected}"
     index = chosen_branch(branches, value)
     inner = [e for e in error.context if e.relative_schema_path[0] == index]
     return min(inner, key=lambda e: [str(p) for p in e.absolute_path], default=None)
