@@ -1,6 +1,9 @@
 """Per-checkpoint analysis of a run: epoch selection, tables keyed by run and epoch, resume."""
 
 import math
+import os
+import shutil
+import signal
 
 import numpy as np
 import pandas as pd
@@ -13,10 +16,12 @@ from sltgeom.analysis.llc_settings import LLC_PRESETS, llc_settings
 from sltgeom.analysis.measurement import subset
 from sltgeom.analysis.toy import measure_toy
 from sltgeom.config import validate_config
+from sltgeom.preemption import preemptible
 from sltgeom.schemas import EXTRA_DETAIL, TABLES
 from sltgeom.train import train_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+MEASURE_EPOCH = stage._measure_epoch
 
 RUN = {"protocol": "standard", "optimizer": "sgd", "start_epoch": 0, "end_epoch": 10}
 BRANCH = {"protocol": "swap", "optimizer": "ngd", "start_epoch": 4, "end_epoch": 10}
@@ -175,32 +180,95 @@ def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path)
     assert len(trace) == 2 * 20 and set(trace["chain"]) == {0, 1}
 
 
-def test_analysis_resumes_from_finished_epochs(trained_run, digits_path, tmp_path, monkeypatch):
+def _fisher_job(trained_run, digits_path, folder, checkpoints=None):
+    """analyse_run of the quick Fisher settings on the trained run, writing into ``folder``;
+    called with settings overrides."""
     run, outputs = trained_run
     settings = _study_settings(fisher=QUICK["fisher"])["fisher"]
-    out = {"table": tmp_path / "f.parquet", "detail": tmp_path / "d.parquet"}
-    out.update({name: tmp_path / f"{name}.parquet" for name in EXTRA_DETAIL["fisher"]})
-    calls = []
-    real = stage._measure_epoch
+    out = {"table": folder / "f.parquet", "detail": folder / "d.parquet"}
+    out.update({name: folder / f"{name}.parquet" for name in EXTRA_DETAIL["fisher"]})
+    checkpoints = checkpoints or outputs["checkpoints"]
 
-    def flaky(kind, run, checkpoints, data, settings, epoch, device):
+    def job(**changed):
+        kwargs = dict(selection="all", device="cpu", progress=False)
+        return stage.analyse_run(
+            "fisher", run, checkpoints, digits_path, {**settings, **changed}, out, **kwargs
+        )
+
+    return job, out
+
+
+def _recording(monkeypatch, interrupt=None):
+    """Record the epochs measured; ``interrupt(epoch, calls)`` runs before each."""
+    calls = []
+
+    def measure(kind, run, checkpoints, data, settings, epoch, device):
         calls.append(epoch)
+        if interrupt is not None:
+            interrupt(epoch, calls)
+        return MEASURE_EPOCH(kind, run, checkpoints, data, settings, epoch, device)
+
+    monkeypatch.setattr(stage, "_measure_epoch", measure)
+    return calls
+
+
+def test_analysis_resumes_from_finished_epochs(trained_run, digits_path, tmp_path, monkeypatch):
+    job, out = _fisher_job(trained_run, digits_path, tmp_path)
+
+    def killed_in_epoch_2(epoch, calls):
         if epoch == 2 and calls.count(2) == 1:
             raise KeyboardInterrupt
-        return real(kind, run, checkpoints, data, settings, epoch, device)
 
-    monkeypatch.setattr(stage, "_measure_epoch", flaky)
-    kwargs = dict(selection="all", device="cpu", progress=False)
+    calls = _recording(monkeypatch, killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        stage.analyse_run(
-            "fisher", run, outputs["checkpoints"], digits_path, settings, out, **kwargs
-        )
+        job()
     assert not out["table"].exists() and calls == [0, 1, 2]
-    stage.analyse_run("fisher", run, outputs["checkpoints"], digits_path, settings, out, **kwargs)
+    job()
     assert calls == [0, 1, 2, 2]
-    changed = {**settings, "samples": 100}
-    stage.analyse_run("fisher", run, outputs["checkpoints"], digits_path, changed, out, **kwargs)
+    job(samples=100)
     assert calls == [0, 1, 2, 2, 0, 1, 2]
+
+
+def test_sigterm_keeps_finished_epochs_and_the_rerun_says_where_it_resumes(
+    trained_run, digits_path, tmp_path, monkeypatch, capsys
+):
+    reference = _fisher_job(trained_run, digits_path, tmp_path / "reference")[0]()
+    job, out = _fisher_job(trained_run, digits_path, tmp_path / "job")
+
+    def sigterm_in_epoch_1(epoch, calls):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the epoch in progress still finishes
+
+    calls = _recording(monkeypatch, sigterm_in_epoch_1)
+    with pytest.raises(SystemExit), preemptible():
+        job()
+    assert calls == [0, 1] and not out["table"].exists()
+    assert "preempted: stopped after epoch 1 (fisher of the finished epochs kept in" in (
+        capsys.readouterr().err
+    )
+    calls = _recording(monkeypatch)
+    pd.testing.assert_frame_equal(job(), reference)
+    assert calls == [2]
+    log = capsys.readouterr().err
+    assert "fisher: resuming at epoch 2: epochs [0, 1] were analysed before" in log
+
+
+def test_a_retrained_checkpoint_is_measured_afresh(trained_run, digits_path, tmp_path, monkeypatch):
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(trained_run[1]["checkpoints"], checkpoints)
+    job, _ = _fisher_job(trained_run, digits_path, tmp_path, checkpoints)
+
+    def killed_in_epoch_2(epoch, calls):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    calls = _recording(monkeypatch, killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        job()
+    os.utime(checkpoints / "epoch_001.pt")  # as a retraining from epoch 1 leaves it
+    calls = _recording(monkeypatch)
+    job()
+    assert calls == [1, 2]
 
 
 def test_missing_checkpoints_are_skipped_with_a_warning(trained_run, tmp_path):

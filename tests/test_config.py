@@ -109,7 +109,7 @@ def _broken(config, mutate):
 @pytest.mark.parametrize(
     ("mutate", "key"),
     [
-        (lambda c: c.update(bogus=1), "`<config>`"),
+        (lambda c: c.update(bogus=1), "`bogus` is unknown"),
         (lambda c: c["studies"]["tiny"].update(epochs="ten"), "studies.tiny.epochs"),
         (lambda c: c["studies"]["tiny"]["optimizers"]["sgd"].update(lr="x"), "optimizers.sgd.lr"),
         (lambda c: c["studies"]["tiny"].update(dataset="imagenet"), "studies.tiny.dataset"),
@@ -162,3 +162,136 @@ def test_study_names_of_other_results_folders_are_reserved(tiny_config, name):
     tiny_config["studies"][name] = tiny_config["studies"].pop("tiny")
     with pytest.raises(ConfigError, match=rf"`studies\.{name}`: the name is reserved"):
         validate_config(tiny_config, SCHEMA)
+
+
+def _optimizer(name, **settings):
+    return lambda c: c["studies"]["tiny"]["optimizers"][name].update(settings)
+
+
+def _architecture(**spec):
+    return lambda c: c["studies"]["tiny"]["architectures"][0].update(spec)
+
+
+SWEEP = "or a non-empty list, each"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            _optimizer("sgd", lr=-0.1),
+            "config key `studies.tiny.optimizers.sgd.lr`: -0.1 is not allowed; expected a "
+            f"finite number > 0, {SWEEP} a finite number > 0",
+        ),
+        (_optimizer("sgd", lr=float("nan")), "sgd.lr`: .nan is not allowed; expected a finite"),
+        (_optimizer("sgd", lr=[0.1, float("inf")]), "sgd.lr.1`: .inf is not allowed; expected a"),
+        (_optimizer("sgd", lr="fast"), 'sgd.lr`: "fast" is not allowed; expected a finite number'),
+        (_optimizer("sgd", momentum=1.5), "1.5 is not allowed; expected a finite number in [0, 1)"),
+        (
+            _optimizer("ngd", alpha=-1),
+            "ngd.alpha`: -1 is not allowed; expected a finite number >= 0",
+        ),
+        (
+            _optimizer("ngd", eta=0),
+            "ngd.eta`: 0 is not allowed; expected a finite number in (0, 1]",
+        ),
+        (
+            _optimizer("ngd", delta=1),
+            "ngd.delta`: 1 is not allowed; expected a finite number in (0, 1)",
+        ),
+        (
+            _optimizer("ngd", epsilon=0.0),
+            "ngd.epsilon`: 0.0 is not allowed; expected a finite number > 0",
+        ),
+        (
+            _optimizer("ngd", update_period=[4, 0]),
+            "ngd.update_period.1`: 0 is not allowed; expected an integer >= 1",
+        ),
+        (
+            _architecture(hidden_layers="one"),
+            'config key `studies.tiny.architectures.0.hidden_layers`: "one" is not allowed; '
+            f"expected an integer >= 0, {SWEEP} an integer >= 0",
+        ),
+        (
+            _architecture(type="resnet"),
+            'config key `studies.tiny.architectures.0.type`: "resnet" is not a known type; '
+            "expected one of ffnn, dlnn, cnn, cnn_same",
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["architectures"][0].pop("type"),
+            "architectures.0.type` is missing; expected one of ffnn, dlnn, cnn, cnn_same",
+        ),
+        (
+            _architecture(hidden_nodes=0),
+            "architectures.0.hidden_nodes`: 0 is not allowed; expected an integer >= 1",
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["architectures"][0].pop("hidden_nodes"),
+            "architectures.0.hidden_nodes` is missing; expected",
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["analysis"].update(checkpoints={"every": 0}),
+            "analysis.checkpoints.every`: 0 is not allowed; expected an integer >= 1",
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["analysis"]["llc"].update(burn_in="soon"),
+            'llc.burn_in`: "soon" is not allowed; expected an integer >= 0, or auto',
+        ),
+        (
+            lambda c: c.update(bogus=1),
+            "config key `bogus` is unknown; expected one of the keys device,",
+        ),
+        (
+            lambda c: c["studies"].update({"a b": {}}),
+            "config key `studies.a b`: the name is not allowed",
+        ),
+    ],
+)
+def test_a_bad_value_is_refused_saying_what_is_allowed(tiny_config, mutate, message):
+    assert message in _broken(tiny_config, mutate)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda c: c["studies"]["tiny"].update(batch_size=2000),
+            "config key `studies.tiny.batch_size`: 2000 is larger than the training set of "
+            "digits (1437 images); expected at most 1437",
+        ),
+        (
+            _optimizer("sgd", momentum=[0.0, 0.9]),
+            "sgd.nesterov`: true needs momentum > 0, got momentum 0.0",
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["analysis"].update(checkpoints=[1, 5]),
+            "analysis.checkpoints`: epochs [5] are beyond the study's last epoch (2)",
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["analysis"].update(llc={"localization": 0.0}),
+            'tiny.analysis.llc.localization`: must be > 0 with burn_in "auto", got 0.0',
+        ),
+        (
+            lambda c: c["studies"]["tiny"]["analysis"].update(
+                fisher={"histogram": {"low": 3, "high": 2}}
+            ),
+            "fisher.histogram`: low (3) must be less than high (2)",
+        ),
+        (
+            lambda c: c["minimally_singular"].update(ranks=[5, 2000]),
+            "`minimally_singular.ranks`: [2000] exceed the dimension 1000",
+        ),
+        (
+            lambda c: c["lazy_training"]["linsin"].update(data={"xmin": 1.0, "xmax": 0.0}),
+            "`lazy_training.linsin.data`: xmin (1.0) must be less than xmax (0.0)",
+        ),
+    ],
+)
+def test_impossible_combinations_name_both_values(tiny_config, mutate, message):
+    assert message in _broken(tiny_config, mutate)
+
+
+def test_defaults_are_copies_not_the_schema_s_own_objects(tiny_config):
+    first = validate_config(copy.deepcopy(tiny_config), SCHEMA)
+    first["report"]["dpi"] = 1
+    assert validate_config(tiny_config, SCHEMA)["report"]["dpi"] == 100

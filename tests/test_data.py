@@ -103,6 +103,7 @@ def test_digits_shapes_and_dtypes(digits_file):
     assert raw["meta"]["format_version"] == FORMAT_VERSION
     data = load_dataset(digits_file)
     assert data.input_shape == (1, 8, 8) and data.n_classes == 10 and data.n_train == 1437
+    assert data.n_train == DATASETS["digits"].n_train  # what the config checks batch_size by
     assert data.x_train.dtype == torch.float32 and data.y_test.dtype == torch.int64
     assert len(data.train()) == 1437 and len(data.test()) == 360
 
@@ -411,3 +412,13 @@ def test_load_rejects_other_versions(digits_file, tmp_path):
     torch.save(raw, tmp_path / "future.pt")
     with pytest.raises(StoreFormatError, match=r"future\.pt has dataset format version 2"):
         load_dataset(tmp_path / "future.pt")
+
+
+def test_a_truncated_dataset_file_says_how_to_rebuild_it(digits_file, tmp_path):
+    truncated = tmp_path / "resources" / "datasets" / "digits.pt"
+    truncated.parent.mkdir(parents=True)
+    truncated.write_bytes(digits_file.read_bytes()[:5000])
+    with pytest.raises(StoreFormatError) as error:
+        load_dataset(truncated)
+    assert str(error.value).startswith(f"{truncated} is not an sltgeom dataset file")
+    assert f"`rm {truncated} && snakemake --cores 1 {truncated}`" in str(error.value)

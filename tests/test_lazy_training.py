@@ -63,7 +63,7 @@ def test_schema_defaults_are_the_notebooks_sizes():
             "lazy_training.linsin.runs.0.feature_dim",
         ),
         ("bad_init", {"lr": 0}, "lazy_training.bad_init.lr"),
-        ("landscape_1d", {"typo": 1}, "lazy_training.landscape_1d"),
+        ("landscape_1d", {"typo": 1}, "lazy_training.landscape_1d.typo"),
     ],
 )
 def test_bad_settings_are_rejected_naming_the_key(experiment, block, key):

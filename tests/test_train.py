@@ -1,3 +1,8 @@
+import os
+import re
+import signal
+import subprocess
+
 import pandas as pd
 import pytest
 import torch
@@ -5,6 +10,7 @@ import torch
 import sltgeom.train as train_module
 from sltgeom.checkpoint import list_checkpoints, load_checkpoint
 from sltgeom.models import build_model
+from sltgeom.preemption import preemptible
 from sltgeom.train import train_run
 
 SGD = {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0}
@@ -86,6 +92,51 @@ def test_killed_run_resumes_to_the_same_result(digits_path, tmp_path, monkeypatc
     pd.testing.assert_frame_equal(metrics(resumed), metrics(reference))
     steps = pd.read_parquet(tmp_path / "run" / "steps.parquet")
     pd.testing.assert_frame_equal(steps, pd.read_parquet(tmp_path / "ref" / "steps.parquet"))
+
+
+def test_sigterm_stops_after_the_epoch_and_the_rerun_resumes(
+    digits_path, tmp_path, monkeypatch, capsys
+):
+    reference = train(make_run(), digits_path, tmp_path / "ref")
+    advance = train_module._advance
+
+    def sigterm_in_epoch_2(run, state, data, progress):
+        if state.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as Slurm does; the epoch still finishes
+        return advance(run, state, data, progress)
+
+    monkeypatch.setattr(train_module, "_advance", sigterm_in_epoch_2)
+    with pytest.raises(SystemExit), preemptible():
+        train(make_run(), digits_path, tmp_path / "run")
+    assert set(list_checkpoints(tmp_path / "run" / ".partial")) == {0, 1, 2}
+    assert "preempted: stopped after epoch 2" in capsys.readouterr().err
+    monkeypatch.setattr(train_module, "_advance", advance)
+    resumed = train(make_run(), digits_path, tmp_path / "run")
+    assert "resuming training at epoch 3 from " in capsys.readouterr().err
+    pd.testing.assert_frame_equal(metrics(resumed), metrics(reference))
+
+
+def test_a_truncated_checkpoint_names_the_file_and_the_commands_that_rebuild_it(
+    digits_path, tmp_path
+):
+    folder = tmp_path / "results/t/runs/ffnn-1x16/sgd/seed0"
+    reference = train(make_run(), digits_path, folder)
+    bad = folder / "checkpoints" / "epoch_002.pt"
+    bad.write_bytes(bad.read_bytes()[:2000])
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(bad)
+    message = str(error.value)
+    assert message.startswith(f"{bad}: not a readable sltgeom checkpoint")
+    commands = re.search(r"retrain the run from its epoch 1: `([^`]*)`", message).group(1)
+    checkpoints = folder / "checkpoints"
+    assert (
+        commands == f"rm {checkpoints}/epoch_{{002..003}}.pt && mv {checkpoints} {folder}/.partial"
+    )
+    assert f"`snakemake --cores all {checkpoints}`" in message
+    subprocess.run(["bash", "-c", commands], check=True)
+    retrained = train(make_run(), digits_path, folder)  # the training job snakemake reruns
+    pd.testing.assert_frame_equal(metrics(retrained), metrics(reference))
+    assert load_checkpoint(bad)["epoch"] == 2
 
 
 def test_partial_state_of_another_configuration_is_refused(digits_path, tmp_path, monkeypatch):

@@ -135,7 +135,7 @@ def test_configured_epochs_of_a_swap_branch_reach_into_the_trunk(config, tables)
     [
         ({"before": 2, "after": 2}, "studies.tiny.transition", "must be less than"),
         ({"before": 0, "after": 5}, "studies.tiny.transition.after", "not an analysed"),
-        ({"before": 0}, "studies.tiny.transition", "'after' is a required property"),
+        ({"before": 0}, "studies.tiny.transition.after", "is missing; expected an integer >= 1"),
     ],
 )
 def test_bad_transition_names_the_key(tiny_config, chosen, key, message):

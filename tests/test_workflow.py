@@ -3,9 +3,12 @@
 import contextlib
 import copy
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pandas as pd
@@ -25,8 +28,12 @@ from sltgeom.schemas import (
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+def snakemake_command(workdir, *args, cores="2") -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", cores, *args]
+
+
 def snakemake(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *args]
+    cmd = snakemake_command(workdir, *args)
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
@@ -253,3 +260,49 @@ def test_paper_config_plans_the_whole_reproduction_with_gpus(tmp_path):
         assert ("gpu=1" in text) == (
             rule in {"train", "llc", "hessian", "fisher", "minimally_singular"}
         ), rule
+
+
+def test_sigterm_to_an_llc_job_keeps_finished_epochs_and_the_rerun_resumes(workflow_dir, tmp_path):
+    """As Slurm does before a kill: SIGTERM to every process of a running LLC job (Snakemake's
+    and the script's); the rerun resumes at the next epoch and writes the same table."""
+    workdir = tmp_path / "preempted"
+    shutil.copytree(workflow_dir, workdir, symlinks=True)
+    run = workdir / "results/tiny/runs/ffnn-1x16/sgd/seed0"
+    reference = {name: pd.read_parquet(run / f"{name}.parquet") for name in ("llc", "llc_trace")}
+    for name in reference:
+        (run / f"{name}.parquet").unlink()
+    log = workdir / "logs/llc/tiny/ffnn-1x16/sgd/seed0.log"
+    log.unlink()
+    target = str((run / "llc.parquet").relative_to(workdir))
+    job = subprocess.Popen(
+        snakemake_command(workdir, target, cores="1"),
+        cwd=workdir,
+        start_new_session=True,  # its own process group, as a Slurm job's processes are
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for(log, "llc: analysing epochs [0, 1, 2]", job)
+    os.killpg(job.pid, signal.SIGTERM)
+    assert job.wait(timeout=300) != 0
+    stopped = re.search(
+        r"preempted: stopped after epoch ([01]) \(llc of the finished", log.read_text()
+    )
+    assert stopped, log.read_text()
+    snakemake(workdir, target)
+    resumed = (
+        f"llc: resuming at epoch {int(stopped[1]) + 1}: epochs {list(range(int(stopped[1]) + 1))}"
+    )
+    assert resumed in log.read_text()
+    for name, table in reference.items():
+        again = pd.read_parquet(run / f"{name}.parquet")
+        timing = [c for c in ("seconds",) if c in table]  # the only column that may differ
+        pd.testing.assert_frame_equal(again.drop(columns=timing), table.drop(columns=timing))
+
+
+def _wait_for(log, line, job, timeout=300):
+    tic = time.monotonic()
+    while not (log.exists() and line in log.read_text()):
+        assert job.poll() is None, job.communicate()[0][-3000:]
+        assert time.monotonic() - tic < timeout, f"no {line!r} in {log} after {timeout} s"
+        time.sleep(0.05)

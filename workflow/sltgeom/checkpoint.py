@@ -46,18 +46,42 @@ def save_checkpoint(folder, epoch: int, payload: dict) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load one of our checkpoints; anything else is one clear error naming the file."""
+    """Load one of our checkpoints; anything else is one clear error naming the file and how
+    to rebuild it (:func:`rebuild_hint`)."""
+    path = Path(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable sltgeom checkpoint ({err})") from err
+        problem = f"not a readable sltgeom checkpoint ({str(err).split('. ')[0]})"
+        raise ValueError(f"{path}: {problem}; {rebuild_hint(path)}") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an sltgeom checkpoint (expected format {CHECKPOINT_FORMAT})")
+        problem = f"not an sltgeom checkpoint (expected format {CHECKPOINT_FORMAT})"
+        raise ValueError(f"{path}: {problem}; {rebuild_hint(path)}")
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path}: checkpoint version {payload.get('version')}, expected {CHECKPOINT_VERSION}"
-        )
+        problem = f"checkpoint version {payload.get('version')}, expected {CHECKPOINT_VERSION}"
+        raise ValueError(f"{path}: {problem}; {rebuild_hint(path, whole_run=True)}")
     return payload
+
+
+def rebuild_hint(path: Path, whole_run: bool = False) -> str:
+    """How to rebuild a bad checkpoint: retrain its run from the epoch before it (or, with
+    ``whole_run``, from the start). In a finished run (``<run>/checkpoints``), delete it and
+    the later ones and move the rest back to ``<run>/.partial``, where training resumes from the
+    newest; in an unfinished one (``<run>/.partial``), delete it and the later ones."""
+    folder = path.parent
+    epochs = list(list_checkpoints(folder)) or [0]
+    match = _NAME.match(path.name)
+    first = epochs[0] if whole_run or not match else int(match.group(1))
+    last = max(epochs[-1], first)
+    files = folder / (f"epoch_{{{first:03d}..{last:03d}}}.pt" if last > first else path.name)
+    partial = folder.parent / ".partial"
+    move = f" && mv {folder} {partial}" if folder.name == "checkpoints" else ""
+    resumes = f"from its epoch {first - 1}" if first > epochs[0] else "from its start"
+    return (
+        f"to rebuild it, retrain the run {resumes}: `rm {files}{move}`, then run snakemake as "
+        f"before (e.g. `snakemake --cores all {folder.parent / 'checkpoints'}`, with your "
+        f"--configfile/--profile); the run's analyses rerun after it"
+    )
 
 
 def rng_state(generator: torch.Generator) -> dict:

@@ -16,6 +16,8 @@ optimizer state; the branch runs carry the setting as ``run["swap_optimizer_stat
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import warnings
 from collections.abc import Mapping
@@ -24,7 +26,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .analysis.llc_settings import llc_settings
 from .architectures import LENETS, architecture_name, lenet_features
+from .config_errors import TYPE_CHECKER, explain, show
 from .data.registry import DATASETS
 from .layout import RESERVED_STUDIES, TRUNK
 
@@ -37,32 +41,46 @@ class ConfigError(ValueError):
     """A configuration problem, with the offending key in the message."""
 
 
-def _key(path) -> str:
-    return ".".join(str(p) for p in path) or "<config>"
-
-
 def _with_defaults(validator_class):
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, sub["default"])
+                if "default" in sub:  # a copy: the schema is shared by every validation
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
         yield from validator_class.VALIDATORS["properties"](validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    return jsonschema.validators.extend(
+        validator_class, {"properties": set_defaults}, type_checker=TYPE_CHECKER
+    )
+
+
+_VALIDATOR = _with_defaults(jsonschema.Draft202012Validator)
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(path: str, modified: int) -> dict:
+    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    """The parsed schema (read once per version of the file)."""
+    path = Path(schema_path).resolve()
+    return _schema(str(path), path.stat().st_mtime_ns)
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """Validate ``config`` in place against the JSON schema, fill defaults, check combinations."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    """Validate ``config`` in place against the JSON schema, fill defaults, check combinations.
+    The first problem is one :class:`ConfigError` naming the key, the value and what is allowed
+    (:mod:`sltgeom.config_errors`)."""
+    schema = load_schema(schema_path)
     _rename_old_keys(config)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        raise ConfigError(f"config key `{_key(first.absolute_path)}`: {first.message}")
+    errors = _VALIDATOR(schema).iter_errors(config)
+    first = min(errors, key=lambda e: [str(p) for p in e.absolute_path], default=None)
+    if first is not None:
+        raise ConfigError(explain(first, schema, config))
     for name, study in config["studies"].items():
         _check_study(name, study)
+    _check_other_parts(config)
     return config
 
 
@@ -99,8 +117,8 @@ def _check_study(name: str, study: Mapping) -> None:
     llc = study.get("analysis", {}).get("llc", {})
     if llc.get("engine") == "devinterp" and llc.get("mala") == "same_batch":
         raise ConfigError(f"config key `{where}.analysis.llc.mala`: same_batch needs engine: fast")
-    _check_step_size(where, study)
-    _check_input_sizes(where, study)
+    for check in (_check_step_size, _check_input_sizes, _check_sizes, _check_analysis):
+        check(where, study)
     _check_transition(where, name, study)
     if study["protocol"] != "swap":
         if "swap" in study:
@@ -133,6 +151,75 @@ def _check_input_sizes(where: str, study: Mapping) -> None:
                     f"config key `{where}.architectures.{i}.type`: {error} "
                     f"(dataset {study['dataset']})"
                 ) from None
+
+
+def _refuse(where: str, problem: str) -> None:
+    raise ConfigError(f"config key `{where}`: {problem}")
+
+
+def _check_sizes(where: str, study: Mapping) -> None:
+    """The batch fits the training set; Nesterov momentum has a momentum (in every variant)."""
+    n_train = DATASETS[study["dataset"]].n_train
+    if study["batch_size"] > n_train:
+        problem = (
+            f"{study['batch_size']} is larger than the training set of {study['dataset']} "
+            f"({n_train} images); expected at most {n_train} (full-batch training)"
+        )
+        _refuse(f"{where}.batch_size", problem)
+    for name, settings in study["optimizers"].items():
+        for variant in _variants(name, settings).values():
+            if variant["nesterov"] and not variant["momentum"] > 0:
+                problem = f"true needs momentum > 0, got momentum {show(variant['momentum'])}"
+                _refuse(f"{where}.optimizers.{name}.nesterov", problem)
+
+
+def _check_analysis(where: str, study: Mapping) -> None:
+    """Listed checkpoints exist in the study; the LLC sampler settings (preset and overrides)
+    are ones a job can run; the Fisher histogram's edges are in order."""
+    analysis = study["analysis"]
+    listed = analysis["checkpoints"] if isinstance(analysis["checkpoints"], list) else []
+    beyond = sorted(e for e in set(listed) if e > study["epochs"])
+    if beyond:
+        problem = f"epochs {beyond} are beyond the study's last epoch ({study['epochs']})"
+        _refuse(
+            f"{where}.analysis.checkpoints", f"{problem}; expected epochs in [0, {study['epochs']}]"
+        )
+    _check_llc(f"{where}.analysis.llc", analysis["llc"])
+    histogram = analysis["fisher"]["histogram"]
+    if not histogram["low"] < histogram["high"]:
+        problem = f"low ({histogram['low']}) must be less than high ({histogram['high']})"
+        _refuse(f"{where}.analysis.fisher.histogram", problem)
+
+
+def _check_llc(where: str, block: Mapping) -> None:
+    """What :class:`LLCSettings` refuses (e.g. localization 0 with burn_in auto), named here."""
+    if not block["enabled"]:
+        return
+    try:
+        llc_settings(block, seed=block["seed"])
+    except ValueError as error:
+        name, _, problem = str(error).removeprefix("LLCSettings.").partition(" ")
+        _refuse(f"{where}.{name}", problem)
+
+
+def _check_other_parts(config: Mapping) -> None:
+    """The minimally singular model's ranks fit its dimension; intervals of the lazy-training
+    data and feature dimensions are in order."""
+    toy = config["minimally_singular"]
+    if toy is not None:
+        _check_llc("minimally_singular.llc", toy["llc"])
+        too_large = [r for r in toy["ranks"] if r > toy["dimension"]]
+        if too_large:
+            problem = f"{too_large} exceed the dimension {toy['dimension']}"
+            _refuse("minimally_singular.ranks", f"{problem}; expected ranks <= dimension")
+    for name, experiment in (config["lazy_training"] or {}).items():
+        for block, low, high in (("data", "xmin", "xmax"), ("feature_dims", "start", "stop")):
+            _check_order(f"lazy_training.{name}.{block}", (experiment or {}).get(block), low, high)
+
+
+def _check_order(where: str, block: Mapping | None, low: str, high: str) -> None:
+    if block is not None and not block[low] < block[high]:
+        _refuse(where, f"{low} ({show(block[low])}) must be less than {high} ({show(block[high])})")
 
 
 def _check_transition(where: str, name: str, study: Mapping) -> None:

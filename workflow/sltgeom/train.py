@@ -16,7 +16,8 @@ leaves a checkpoint for every epoch in between, both ends included, plus three t
 
 Batches are sliced from tensors kept on the device with a seeded permutation per epoch (no
 DataLoader). Work in progress lives in ``<run>/.partial`` and is moved into place only when the
-run is finished, so a killed run resumes from its last complete checkpoint when rerun.
+run is finished, so a killed run resumes from its last complete checkpoint when rerun; SIGTERM
+stops it after the epoch in progress (:mod:`sltgeom.preemption`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .device import resolve_device
 from .layout import RUN_COLUMNS, run_key
 from .models import build_model, init_model
 from .optim import build_optimizer, fallback_count
+from .preemption import note, safe_point
 from .schemas import concat_conformed
 from .step_size import StepSizeProbe, StepSizeSettings
 from .tables import write_parquet
@@ -197,6 +199,7 @@ def _resumed_state(run: Mapping, data, device, path: Path) -> RunState:
 def _start(run, data, device, partial: Path, init_checkpoint) -> RunState:
     existing = list_checkpoints(partial)
     if existing:
+        note(f"resuming training at epoch {max(existing) + 1} from {existing[max(existing)]}")
         return _resumed_state(run, data, device, existing[max(existing)])
     state = _fresh_state(run, data, device, init_checkpoint)
     extra = {"train_loss_running": float("nan"), "update_norm_mean": float("nan")}
@@ -289,6 +292,7 @@ def train_run(
             break
         save_checkpoint(partial, state.epoch, _checkpoint_payload(run, state, data))
         bar.update(1)
+        safe_point(f"epoch {state.epoch} (checkpoints kept in {partial})")
     bar.close()
     _finish(state, run, dev, partial, outputs)
     return pd.read_parquet(outputs["training"])

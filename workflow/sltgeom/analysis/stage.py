@@ -4,8 +4,9 @@
 or Fisher, :mod:`sltgeom.analysis.measure`) and writes its Parquet tables keyed by run and
 epoch: the main table, the detail table and the kind's extra tables (schemas.EXTRA_DETAIL).
 Every finished epoch is kept in ``<run>/.partial-<kind>/`` under a fingerprint of the
-settings, so a killed job resumes where it stopped and a settings change starts afresh; the
-folder is removed once all tables are written.
+settings (and named after its checkpoint's size and modification time), so a killed or
+preempted job resumes where it stopped, saying so in its log, and a settings change or a
+retrained checkpoint starts afresh; the folder is removed once all tables are written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sltgeom.data import load_dataset
 from sltgeom.device import resolve_device
 from sltgeom.layout import run_key
 from sltgeom.models import build_model
+from sltgeom.preemption import note, safe_point
 from sltgeom.schemas import DETAIL_TABLE, EXTRA_DETAIL, concat_conformed
 from sltgeom.tables import write_parquet
 
@@ -62,16 +64,41 @@ def _measure_epoch(kind, run, checkpoints, data, settings, epoch, device) -> Mea
     return measure_function(kind)(model, data, settings, seed)
 
 
-def _cached(cache: Path, epoch: int, compute, extra: tuple[str, ...]) -> list[pd.DataFrame]:
-    """``[row, detail, *extra tables]`` of one epoch, computed once and kept in ``cache``."""
-    names = ["row", "detail", *extra]
-    paths = [cache / f"epoch_{epoch:03d}.{name}.parquet" for name in names]
-    if not all(path.exists() for path in paths):
+def _cache_paths(cache: Path, checkpoint: Path, extra: tuple[str, ...]) -> dict[str, Path]:
+    """Where one epoch's row, detail and extra tables are kept: named after the checkpoint and
+    its size and modification time, so that a retrained checkpoint is measured afresh."""
+    stat = checkpoint.stat()
+    stem = f"{checkpoint.stem}.{stat.st_size:x}-{stat.st_mtime_ns:x}"
+    return {name: cache / f"{stem}.{name}.parquet" for name in ("row", "detail", *extra)}
+
+
+def _cached(paths: dict[str, Path], compute) -> list[pd.DataFrame]:
+    """The tables of one epoch in the order of ``paths``, computed once and kept there."""
+    if not all(path.exists() for path in paths.values()):
         result = compute()
         frames = {"detail": result.detail, **result.extra, "row": pd.DataFrame([result.row])}
-        for name, path in zip(names, paths, strict=True):
+        for name, path in paths.items():
             write_parquet(frames[name], path)
-    return [pd.read_parquet(path) for path in paths]
+    return [pd.read_parquet(path) for path in paths.values()]
+
+
+def _cache_folder(parent: Path, kind: str, settings: Mapping, selection) -> Path:
+    """The cache of these settings in ``parent``; those of other settings are removed."""
+    cache = parent / fingerprint(kind, {**settings, "checkpoints": selection})
+    for stale in parent.iterdir() if parent.exists() else ():
+        if stale != cache:
+            shutil.rmtree(stale)
+    return cache
+
+
+def _note_start(kind: str, epochs: list[int], done: list[int], cache: Path) -> None:
+    """The log says which epochs are measured, and where a rerun resumed."""
+    todo = [e for e in epochs if e not in done]
+    if done and todo:
+        note(f"{kind}: resuming at epoch {todo[0]}: epochs {done} were analysed before ({cache})")
+    elif done:
+        note(f"{kind}: all epochs {done} were analysed before ({cache})")
+    note(f"{kind}: analysing epochs {todo}")
 
 
 def available_epochs(run: Mapping, checkpoints: str | Path, selection) -> list[int]:
@@ -103,20 +130,19 @@ def analyse_run(
     dev = resolve_device(device)
     data = load_dataset(dataset, device=dev)
     table_path = Path(outputs["table"])
-    cached_as = fingerprint(kind, {**settings, "checkpoints": selection})
-    cache = table_path.parent / f".partial-{kind}" / cached_as
-    if cache.parent.exists():
-        for stale in cache.parent.iterdir():
-            if stale != cache:
-                shutil.rmtree(stale)
+    cache = _cache_folder(table_path.parent / f".partial-{kind}", kind, settings, selection)
     extra = EXTRA_DETAIL.get(kind, ())
     names = [kind, DETAIL_TABLE[kind], *extra]
     frames: list[list[pd.DataFrame]] = [[] for _ in names]
     epochs = available_epochs(run, checkpoints, selection)
+    paths = {e: _cache_paths(cache, checkpoint_path(checkpoints, e), extra) for e in epochs}
+    done = [e for e in epochs if all(path.exists() for path in paths[e].values())]
+    _note_start(kind, epochs, done, cache)
     for epoch in tqdm(epochs, desc=kind, disable=not progress):
         compute = partial(_measure_epoch, kind, run, checkpoints, data, settings, epoch, dev)
-        for found, frame in zip(frames, _cached(cache, epoch, compute, extra), strict=True):
+        for found, frame in zip(frames, _cached(paths[epoch], compute), strict=True):
             found.append(_keyed(frame, run, epoch))
+        safe_point(f"epoch {epoch} ({kind} of the finished epochs kept in {cache})")
     tables = [concat_conformed(found, name) for found, name in zip(frames, names, strict=True)]
     for name, table in zip(names[1:], tables[1:], strict=True):
         write_parquet(table, outputs["detail" if name == DETAIL_TABLE[kind] else name])

@@ -84,6 +84,7 @@ class DatasetSpec:
         name: Registry key (``"mnist"``...).
         input_shape: Image shape ``(C, H, W)``.
         n_classes: Number of label classes.
+        n_train: Number of training images (a study's ``batch_size`` may not exceed it).
         max_value: Largest raw pixel value, used to scale images to ``[0, 1]``.
         format: Parser name, one of :data:`FORMATS`.
         files: Raw files to fetch (empty for bundled data).
@@ -94,6 +95,7 @@ class DatasetSpec:
     name: str
     input_shape: tuple[int, int, int]
     n_classes: int
+    n_train: int
     max_value: int
     format: str
     files: tuple[RemoteFile, ...] = ()
@@ -147,6 +149,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="digits",
         input_shape=(1, 8, 8),
         n_classes=10,
+        n_train=1_437,
         max_value=16,
         format="sklearn-digits",
         homepage="https://archive.ics.uci.edu/dataset/80",
@@ -155,6 +158,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="mnist",
         input_shape=(1, 28, 28),
         n_classes=10,
+        n_train=60_000,
         max_value=255,
         format="idx",
         files=_idx_files(
@@ -175,6 +179,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="fashion_mnist",
         input_shape=(1, 28, 28),
         n_classes=10,
+        n_train=60_000,
         max_value=255,
         format="idx",
         files=_idx_files(
@@ -200,6 +205,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="cifar10",
         input_shape=(3, 32, 32),
         n_classes=10,
+        n_train=50_000,
         max_value=255,
         format="cifar10-python",
         files=(

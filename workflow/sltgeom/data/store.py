@@ -188,7 +188,7 @@ def _validate(obj: Any, path: Path) -> dict[str, Any]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise StoreFormatError(
             f"{path} has dataset format version {meta.get('format_version')!r}, but this "
-            f"sltgeom reads version {FORMAT_VERSION}; delete it and run prepare_dataset again"
+            f"sltgeom reads version {FORMAT_VERSION}"
         )
     for key, dtype, ndim in (("x", torch.uint8, 4), ("y", torch.int64, 1)):
         for part in ("train", "test"):
@@ -207,9 +207,20 @@ def read_dataset_file(path: str | os.PathLike) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise StoreFormatError(
-            f"{path} is not an sltgeom dataset file ({type(exc).__name__}); expected {_EXPECTED}"
+            f"{path} is not an sltgeom dataset file ({type(exc).__name__}); expected "
+            f"{_EXPECTED}; {_rebuild_hint(path)}"
         ) from exc
-    return _validate(obj, path)
+    try:
+        return _validate(obj, path)
+    except StoreFormatError as error:
+        raise StoreFormatError(f"{error}; {_rebuild_hint(path)}") from None
+
+
+def _rebuild_hint(path: Path) -> str:
+    return (
+        f"rebuild it: in the workflow `rm {path} && snakemake --cores 1 {path}` (the jobs that "
+        f"read it then rerun), elsewhere with prepare_dataset"
+    )
 
 
 @dataclass
