@@ -4,9 +4,11 @@ For every (study, architecture) of the config, on random data of the dataset's s
 
 - ``train``: seconds per optimizer step (timed over ``--train-steps`` steps per optimizer
   setting, slowest setting kept) × steps per epoch × epochs, plus one evaluation per epoch;
-- ``llc``: the fixed cost (L(w*) on the training set) and the seconds per sampler step, from two
-  short runs of the study's sampler settings (``--llc-draws`` and twice that), extrapolated to
-  burn-in + draws, × the checkpoints a job analyses;
+- ``llc``: the fixed cost (L(w*) on the training set) and the seconds per minibatch gradient,
+  from two short runs of the study's sampler settings (``--llc-draws`` and twice that), × the
+  gradients of one estimate: with the adapted preconditioner (the default) the number measured
+  on a trained checkpoint (``--llc-gradients``, default ``ADAPTED_GRADIENTS``), with plain SGLD
+  the burn-in at its cap plus the draws; × the checkpoints a job analyses;
 - ``hessian``, ``fisher``: one checkpoint at the study's settings × the checkpoints per job;
 - ``minimally_singular``, ``lazy_training``: every job of the config's ``minimally_singular:``
   (one per rank × seed) and ``lazy_training:`` (one per experiment) blocks, run for real.
@@ -38,7 +40,7 @@ import torch
 import yaml
 
 from sltgeom.analysis.llc import estimate_llc
-from sltgeom.analysis.llc_settings import llc_settings
+from sltgeom.analysis.llc_settings import LLCSettings, llc_settings
 from sltgeom.analysis.measurement import measure_function
 from sltgeom.analysis.toy import toy_measurement
 from sltgeom.config import (
@@ -57,6 +59,10 @@ from sltgeom.train import RunState, evaluate, train_epoch
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SIZE = {"digits": 1437, "mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
 RUN_KINDS = ("train", "llc", "hessian", "fisher")
+# Gradients per chain of one estimate with the adapted preconditioner (the default), measured by
+# tests/benchmarks/bench_llc_cost.py on an FFNN 1x64 trained 10 epochs by SGD on the real
+# Fashion-MNIST (pilots, burn-in, draws): the procedure's own length on a trained checkpoint.
+ADAPTED_GRADIENTS = 40_172
 KINDS = (*RUN_KINDS, "minimally_singular", "lazy_training")
 
 
@@ -97,30 +103,42 @@ def train_job(study, spec, data, device, steps: int) -> float:
     return study["epochs"] * epoch
 
 
-def llc_checkpoint(settings, model, data, short: int) -> float:
-    """Seconds of one checkpoint's LLC, extrapolated from runs of ``short`` and 2 ``short``
-    sampler steps (their difference removes L(w*) and the set-up, including the automatic step
-    size's pilot). An automatic burn-in is counted at its cap ``max_burn_in``: an upper bound."""
-    full = llc_settings(settings, seed=0)
+def llc_gradients(full: LLCSettings, engine: str, adapted: int) -> int:
+    """Minibatch gradients per chain of one estimate: with the adapted preconditioner the
+    measured ``adapted`` (``--llc-gradients``); with plain SGLD an automatic burn-in at its cap
+    ``max_burn_in`` (an upper bound: the cap is what plain SGLD reaches at γ = 1 on MNIST-size
+    checkpoints), plus the draws (two gradients each when scored on the same batch)."""
+    if full.resolve_preconditioner(engine).preconditioner == "diagonal":
+        return adapted
     burn_in = full.max_burn_in if full.burn_in == "auto" else full.burn_in
+    return burn_in + full.draws * (2 if full.mala == "same_batch" else 1)
+
+
+def llc_checkpoint(settings, model, data, short: int, adapted: int) -> float:
+    """Seconds of one checkpoint's LLC: seconds per gradient, from runs of ``short`` and 2
+    ``short`` draws (their difference removes L(w*) and the set-up, including the automatic step
+    size's pilot), × :func:`llc_gradients`."""
+    full = llc_settings(settings, seed=0)
+    engine = settings["engine"]
 
     def run(draws):
-        quick = replace(full, burn_in=0, draws=draws)
+        quick = replace(full, burn_in=0, draws=draws, preconditioner="none")
         return seconds(
             lambda: estimate_llc(
                 model,
                 data.x_train,
                 data.y_train,
                 quick,
-                engine=settings["engine"],
+                engine=engine,
                 compile=settings.get("compile", False),
             )
         )
 
     run(2)  # warm-up (and compilation, if enabled)
     t1, t2 = run(short), run(2 * short)
-    per_step = max(t2 - t1, 0.0) / short
-    return t1 - short * per_step + (burn_in + full.draws) * per_step
+    per_gradient = max(t2 - t1, 0.0) / short / (2 if full.mala == "same_batch" else 1)
+    fixed = t1 - short * per_gradient * (2 if full.mala == "same_batch" else 1)
+    return fixed + llc_gradients(full, engine, adapted) * per_gradient
 
 
 def checkpoints_per_job(name: str, study) -> int:
@@ -134,7 +152,7 @@ def job_minutes(kind, name, study, spec, data, device, args) -> float:
     settings = study["analysis"][kind]
     model = model_for(spec, data, device)
     if kind == "llc":
-        per_checkpoint = llc_checkpoint(settings, model, data, args.llc_draws)
+        per_checkpoint = llc_checkpoint(settings, model, data, args.llc_draws, args.llc_gradients)
     else:
         per_checkpoint = seconds(lambda: measure_function(kind)(model, data, settings, 0))
     return checkpoints_per_job(name, study) * per_checkpoint / 60
@@ -228,6 +246,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--train-steps", type=int, default=50)
     parser.add_argument("--llc-draws", type=int, default=20)
+    parser.add_argument("--llc-gradients", type=int, default=ADAPTED_GRADIENTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.configfile).read_text())
