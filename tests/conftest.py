@@ -15,12 +15,13 @@ SCHEMA = REPO / "config" / "schema.yaml"
 def copy_workflow(workdir: Path) -> None:
     """The Snakefile, workflow/, config/ and envs/ of the repository into ``workdir``."""
     shutil.copy(REPO / "Snakefile", workdir)
-    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__", ".code")
     for folder in ("workflow", "config", "envs"):
         shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
 
 
-# Each rule's script, snakefile, `code` input and locality, as the parsed workflow holds them.
+# Each rule's script, snakefile, `code` input (all fingerprint files of an input function) and
+# locality, as the parsed workflow holds them.
 DUMP_RULES = """
 import json
 from pathlib import Path
@@ -28,13 +29,18 @@ from pathlib import Path
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import OutputSettings, ResourceSettings
 
+def code(rule):
+    found = rule.input.get("code", [])
+    found = getattr(found, "files", found)
+    return [str(found)] if isinstance(found, str) else [str(path) for path in found]
+
 with SnakemakeApi(OutputSettings(quiet=True)) as api:
     workflow = api.workflow(ResourceSettings(cores=1), snakefile=Path("Snakefile"))._workflow
     rules = {
         rule.name: {
             "script": rule.script,
             "snakefile": str(rule.snakefile),
-            "code": [str(path) for path in rule.input.get("code", [])],
+            "code": code(rule),
             "local": rule.name in workflow._localrules or rule.norun,
         }
         for rule in workflow.rules

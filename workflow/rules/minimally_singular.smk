@@ -1,7 +1,7 @@
 # Seed 002: loss = sum of squares of r of d parameters; theory says LLC = rank(Hessian)/2 = r/2.
 rule minimally_singular:
     input:
-        code=code_of("../scripts/minimally_singular.py"),
+        code=code_of("../scripts/minimally_singular.py", tables=["toy", "toy_trace"]),
     output:
         row=f"{layout.TOY_POINT}.parquet",
         trace=f"{layout.TOY_POINT}.trace.parquet",
@@ -22,13 +22,13 @@ rule minimally_singular:
         toy=canonical({k: v for k, v in (TOY or {}).items() if k != "ranks"}),
         device=config["device"],
     script:
-        "../scripts/minimally_singular.py"
+        launcher("../scripts/minimally_singular.py")
 
 
 rule toy_table:
     input:
         runs=toy_points() if TOY else [],
-        code=code_of("../scripts/concat_tables.py"),
+        code=code_of("../scripts/concat_tables.py", tables=["toy"], variant="toy"),
     output:
         layout.table_path(layout.TOY, "toy"),
     log:
@@ -38,13 +38,15 @@ rule toy_table:
     params:
         table="toy",
     script:
-        "../scripts/concat_tables.py"
+        launcher("../scripts/concat_tables.py")
 
 
 rule toy_trace_table:
     input:
         runs=toy_points("trace.parquet") if TOY else [],
-        code=code_of("../scripts/concat_tables.py"),
+        code=code_of(
+            "../scripts/concat_tables.py", tables=["toy_trace"], variant="toy_trace"
+        ),
     output:
         layout.table_path(layout.TOY, "toy_trace"),
     log:
@@ -54,4 +56,4 @@ rule toy_trace_table:
     params:
         table="toy_trace",
     script:
-        "../scripts/concat_tables.py"
+        launcher("../scripts/concat_tables.py")

@@ -39,14 +39,14 @@ rule figures:
         study=lambda wildcards: study_spec(wildcards.study),
         options=FIGURE_OPTIONS,
     script:
-        "../scripts/figures.py"
+        launcher("../scripts/figures.py")
 
 
 rule toy_figures:
     input:
         toy=layout.table_path(layout.TOY, "toy"),
         trace=layout.table_path(layout.TOY, "toy_trace"),
-        code=code_of("../scripts/figures.py"),
+        code=code_of("../scripts/toy_figures.py"),
     output:
         figures=report(
             directory(layout.figures_dir(layout.TOY)),
@@ -64,13 +64,13 @@ rule toy_figures:
     params:
         options=FIGURE_OPTIONS,
     script:
-        "../scripts/figures.py"
+        launcher("../scripts/toy_figures.py")
 
 
 rule lazy_figures:
     input:
         tables=layout.lazy_table_paths(config),
-        code=code_of("../scripts/figures.py"),
+        code=code_of("../scripts/lazy_figures.py"),
     output:
         figures=report(
             directory(layout.figures_dir(layout.LAZY)),
@@ -88,7 +88,7 @@ rule lazy_figures:
     params:
         options=FIGURE_OPTIONS,
     script:
-        "../scripts/figures.py"
+        launcher("../scripts/lazy_figures.py")
 
 
 rule report:
@@ -112,4 +112,4 @@ rule report:
         title=REPORT.get("title", "sltgeom report"),
         benchmarks="benchmarks",
     script:
-        "../scripts/report.py"
+        launcher("../scripts/report.py")

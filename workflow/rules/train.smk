@@ -2,7 +2,7 @@ rule train:
     input:
         dataset=dataset_of,
         trunk=lambda wc: trunk_of(run_of(wc)) or [],
-        code=code_of("../scripts/train.py"),
+        code=code_of("../scripts/train.py", tables=["training", "steps", "step_size"]),
     output:
         checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
         training=f"{RUN_PATTERN}/training.parquet",
@@ -24,4 +24,4 @@ rule train:
         device=config["device"],
         progress=config["progress"],
     script:
-        "../scripts/train.py"
+        launcher("../scripts/train.py")
