@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import SCHEMA
+from test_curvature import dense_references, spd
 from torch import nn
-from torch.func import functional_call, hessian, jacrev
 
 from sltgeom.architectures import architecture_name
 from sltgeom.checkpoint import list_checkpoints, load_checkpoint
@@ -19,12 +18,10 @@ from sltgeom.config import ConfigError, study_runs, validate_config
 from sltgeom.models import build_model, count_parameters
 from sltgeom.schemas import TABLES
 from sltgeom.step_size import (
-    MinibatchLoss,
     StepSizeProbe,
     StepSizeSettings,
     line_minimum,
     optimal_step,
-    top_eigenvalue,
 )
 from sltgeom.train import train_run
 
@@ -45,11 +42,6 @@ class Identity(nn.Module):
 def quadratic(a: torch.Tensor, b: torch.Tensor):
     """L(w) = ½ wᵀAw − bᵀw as a loss of the Identity model's output (y unused)."""
     return lambda w, y: 0.5 * w @ a @ w - b @ w
-
-
-def spd(n: int, seed: int, shift: float = 0.5) -> torch.Tensor:
-    m = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return m @ m.T / n + shift * torch.eye(n, dtype=torch.float64)
 
 
 def probe_step(model, loss_fn, d, settings=None):
@@ -111,66 +103,6 @@ def test_line_scan_widens_narrows_and_is_exact_on_parabolas():
     assert line_minimum(lambda t: (t + 0.4) ** 2, -1.0, 16) == pytest.approx(-0.4)
     assert math.isnan(line_minimum(lambda t: -t, 1.0, 16))
     assert math.isnan(line_minimum(lambda t: t * math.nan, 1.0, 16))
-
-
-def test_top_eigenvalue_is_exact_on_a_full_krylov_space_and_close_on_a_short_one():
-    a = spd(30, 1, shift=0.0)
-    top = float(torch.linalg.eigvalsh(a)[-1])
-    assert top_eigenvalue(lambda v: a @ v, 30, 30, seed=0) == pytest.approx(top, rel=1e-10)
-    gapped = torch.diag(torch.cat([torch.tensor([10.0]), torch.linspace(0, 5, 999)]))
-    short = top_eigenvalue(lambda v: gapped.double() @ v, 1000, 20, seed=0)
-    assert 10.0 * (1 - 1e-6) <= short <= 10.0 * (1 + 1e-12)
-
-
-# --- exact curvature products on a small MLP and CNN ----------------------------------------
-
-
-def small_models():
-    torch.manual_seed(0)
-    mlp = build_model({"type": "ffnn", "widths": [5, 4]}, (1, 3, 3), 3)
-    cnn = nn.Sequential(
-        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)
-    )
-    return {"mlp": (mlp, (1, 3, 3)), "cnn": (cnn, (1, 4, 4))}
-
-
-def dense_references(model, x, y):
-    """Dense H of the mean cross-entropy and G = Jᵀ H_z J, over the flat parameters."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    w = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def unflat(flat):
-        parts = torch.split(flat, [math.prod(s) for s in shapes])
-        return {n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)}
-
-    def logits(flat):
-        return functional_call(model, unflat(flat), (x,)).reshape(-1)
-
-    def loss(flat):
-        return F.cross_entropy(logits(flat).reshape(len(x), -1), y)
-
-    z = logits(w).detach()
-    h_out = hessian(lambda z: F.cross_entropy(z.reshape(len(x), -1), y))(z)
-    jac = jacrev(logits)(w)
-    return hessian(loss)(w), jac.T @ h_out @ jac
-
-
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
-def test_hvp_and_ggn_products_equal_dense_references(kind):
-    model, shape = small_models()[kind]
-    model = model.double()
-    x = torch.randn(6, *shape, dtype=torch.float64)
-    y = torch.tensor([0, 1, 2, 0, 1, 2])
-    h, g = dense_references(model, x, y)
-    batch = MinibatchLoss(model, x, y)
-    for seed in range(3):
-        v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(seed)).double()
-        torch.testing.assert_close(batch.hvp(v), h @ v, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(batch.ggn_vector_product(v), g @ v, rtol=1e-9, atol=1e-12)
-        assert batch.ggn_quadratic(v) == pytest.approx(float(v @ g @ v), rel=1e-9)
-    assert torch.linalg.eigvalsh(g)[0] > -1e-10  # the GGN of cross-entropy is PSD
-    assert not torch.allclose(h, g)  # and not the Hessian: the residual term is there
 
 
 def test_sgd_without_momentum_steps_along_the_gradient(digits_path):
