@@ -28,7 +28,7 @@ PINNED = {
     "training": [*KEY, "train_loss", "train_acc", "val_loss", "val_acc", "ngd_fallbacks",
                  "train_loss_running", "update_norm_mean", "seconds", "diverged", "device"],
     "steps": [*KEY, "step", "loss", "update_norm"],
-    "step_size": [*KEY, "step", "loss", "grad_norm", "update_norm", "dir_grad", "curvature",
+    "optimal_step": [*KEY, "step", "loss", "grad_norm", "update_norm", "dir_grad", "curvature",
                   "curvature_ggn", "alpha_star", "alpha_star_ggn", "step_ratio", "sharpness",
                   "line_min", "negative_curvature", "lr"],
     "llc": [*KEY, "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic",

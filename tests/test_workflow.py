@@ -96,14 +96,14 @@ def test_generalisation_and_minimally_singular_tables(workflow_dir):
     assert list(toy.columns) == list(TABLES["toy"])
 
 
-def test_step_size_probe_writes_its_table_and_figures(workflow_dir):
-    table = pd.read_parquet(workflow_dir / "results/tiny/tables/step_size.parquet")
-    assert list(table.columns) == list(TABLES["step_size"])
+def test_optimal_step_probe_writes_its_table_and_figures(workflow_dir):
+    table = pd.read_parquet(workflow_dir / "results/tiny/tables/optimal_step.parquet")
+    assert list(table.columns) == list(TABLES["optimal_step"])
     assert set(table["optimizer"]) == {"sgd", "ngd"} and table["step"].mod(4).eq(0).all()
     assert table["sharpness"].notna().any() and table["alpha_star"].notna().any()
-    assert not (workflow_dir / "results/tiny_swap/tables/step_size.parquet").exists()
+    assert not (workflow_dir / "results/tiny_swap/tables/optimal_step.parquet").exists()
     figures = workflow_dir / "results/tiny/figures"
-    for name in ("step_size", "alpha_h_vs_g"):
+    for name in ("optimal_step", "alpha_h_vs_g"):
         assert (figures / f"ffnn-1x16.seed0.{name}.png").exists()
 
 
@@ -143,7 +143,7 @@ def test_editing_one_optimizer_reruns_only_its_runs(workflow_dir):
     run = "results/tiny/runs/ffnn-1x16/ngd/seed0"
     assert plan["train"] == {
         f"{run}/{n}"
-        for n in ("checkpoints", "training.parquet", "steps.parquet", "step_size.parquet")
+        for n in ("checkpoints", "training.parquet", "steps.parquet", "optimal_step.parquet")
     }
     for kind, detail in DETAIL_TABLE.items():
         tables = (kind, detail, *EXTRA_DETAIL.get(kind, ()))
@@ -227,7 +227,7 @@ def test_paper_config_plans_the_whole_reproduction_with_gpus(tmp_path):
     assert {r: counts[r] for r in ("llc", "hessian", "fisher")} == dict.fromkeys(
         ("llc", "hessian", "fisher"), runs
     )
-    assert counts["train"] == runs + 5 * 2  # + the step_size study (5 seeds, no analyses)
+    assert counts["train"] == runs + 5 * 2  # + the optimal_step study (5 seeds, no analyses)
     assert counts["dataset"] == 1 and counts["report"] == 1
     assert counts["minimally_singular"] == 5  # seed 002's r = 10 … 100 000 at d = 100 000
     for rule, text in blocks:  # device: cuda → one GPU per training and analysis job

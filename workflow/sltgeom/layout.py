@@ -45,7 +45,12 @@ ANALYSIS_TABLES = {
 #: The study tables the tables stage derives from an analysis's.
 DERIVED = {"llc": ("generalisation", "llc_difference")}
 #: Study tables that concatenate a per-run file of the same name.
-RUN_TABLES = ("training", "steps", "step_size", *(t for ts in ANALYSIS_TABLES.values() for t in ts))
+RUN_TABLES = (
+    "training",
+    "steps",
+    "optimal_step",
+    *(t for ts in ANALYSIS_TABLES.values() for t in ts),
+)
 #: The tables of a study the report reads besides its figures (the analyses' when enabled).
 REPORT_TABLES = ("training", "llc", "hessian", "llc_difference")
 
@@ -79,11 +84,11 @@ def analyses(study: Mapping) -> list[str]:
 
 
 def table_names(study: Mapping) -> list[str]:
-    """Names of a study's tables: training, steps, step_size (when probed), each enabled
+    """Names of a study's tables: training, steps, optimal_step (when probed), each enabled
     analysis's and those derived from them, and the LLC against rank/2 (LLC and Hessian)."""
     names = ["training", "steps"]
-    if study.get("probes", {}).get("step_size") is not None:
-        names.append("step_size")
+    if study.get("probes", {}).get("optimal_step") is not None:
+        names.append("optimal_step")
     kinds = analyses(study)
     for kind in kinds:
         names += [*ANALYSIS_TABLES[kind], *DERIVED.get(kind, ())]

@@ -87,7 +87,7 @@ TABLES: dict[str, dict[str, str]] = {
         "loss": "float64",
         "update_norm": "float64",
     },
-    "step_size": {
+    "optimal_step": {
         **CHECKPOINT_KEY,
         "step": "int64",
         "loss": "float64",

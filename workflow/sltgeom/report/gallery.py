@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ..layout import STUDY_RUN
-from . import run_figures, spectrum_figures, step_size_figures, study_figures, toy_figures
+from . import optimal_step_figures, run_figures, spectrum_figures, study_figures, toy_figures
 from .static import to_png
 from .study import StudySpec, architectures_in
 from .style import compact
@@ -64,7 +64,7 @@ CAPTIONS = {
     "study's transition key. Hessian density, Fisher KFAC density and the histogram of log10 "
     "of the Fisher diagonal's entries (those outside the bins, e.g. exact zeros of dead units, are "
     "counted below and in the hover text).",
-    "step_size": "Step-size probe along each probed update d: α* = −d̂ᵀg/d̂ᵀHd̂ (solid) against "
+    "optimal_step": "Optimal-step probe along each probed update d: α* = −d̂ᵀg/d̂ᵀHd̂ (solid) against "
     "the step taken ‖d‖ (dotted) and the line-scan minimiser of the minibatch loss (x); the "
     "step ratio ‖d‖/α* (past 2, dashed, the quadratic model predicts a loss increase); the "
     "sharpness λ_max(H) against 2/lr (dashed). Geometric bin means; see the notes for the "
@@ -165,11 +165,11 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
         "llc_convergence": run_figures.llc_convergence(
             part.get("llc"), part.get("llc_trace"), spec, f"{label}: LLC chains per epoch", n
         ),
-        "step_size": step_size_figures.step_size(
-            part.get("step_size"), spec, f"{label}: optimal step size along the update", n
+        "optimal_step": optimal_step_figures.optimal_step(
+            part.get("optimal_step"), spec, f"{label}: optimal step along the update", n
         ),
-        "alpha_h_vs_g": step_size_figures.alpha_h_vs_g(
-            part.get("step_size"), spec, f"{label}: α* from H and from G", n
+        "alpha_h_vs_g": optimal_step_figures.alpha_h_vs_g(
+            part.get("optimal_step"), spec, f"{label}: α* from H and from G", n
         ),
     }
     fig, drops = transition(
@@ -208,7 +208,7 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
         for kind in ("llc", "hessian", "fisher")
         if kind not in tables
     ]
-    notes += filter(None, [step_size_figures.curvature_note(tables.get("step_size"))])
+    notes += filter(None, [optimal_step_figures.curvature_note(tables.get("optimal_step"))])
     out: list = []
     _study_level(tables, spec, tables.get("llc_difference"), out)
     training = tables["training"]

@@ -1,4 +1,4 @@
-r"""Optimal step size along the update direction, probed during training (seed notebook 004).
+r"""The optimal step along the update direction, probed during training (seed notebook 004).
 
 At a probed step with weights :math:`w`, minibatch loss :math:`L` (the training loss of that
 step), gradient :math:`g = \nabla L(w)` and the update the optimizer actually takes,
@@ -51,13 +51,13 @@ from .curvature import LossFn, MinibatchLoss, top_eigenvalues
 from .schemas import RUN_KEY, TABLES
 
 LINE_RESCANS = 4  # line scans widened (minimum at the far end) or narrowed before giving up
-# a probe row: the step_size table's columns after the run key (pinned in schemas.py)
-COLUMNS = tuple(c for c in TABLES["step_size"] if c not in RUN_KEY)
+# a probe row: the optimal_step table's columns after the run key (pinned in schemas.py)
+COLUMNS = tuple(c for c in TABLES["optimal_step"] if c not in RUN_KEY)
 
 
 @dataclass(frozen=True)
-class StepSizeSettings:
-    """The ``probes.step_size`` block of a study (config/schema.yaml)."""
+class OptimalStepSettings:
+    """The ``probes.optimal_step`` block of a study (config/schema.yaml)."""
 
     every: int = 10
     sharpness_every: int | None = 200
@@ -65,7 +65,7 @@ class StepSizeSettings:
     line_points: int = 16
 
     @classmethod
-    def from_config(cls, block: Mapping) -> StepSizeSettings:
+    def from_config(cls, block: Mapping) -> OptimalStepSettings:
         return cls(**{k: block[k] for k in cls.__dataclass_fields__ if k in block})
 
 
@@ -118,14 +118,14 @@ def _row(step: int, epoch: int, lr: float, batch: MinibatchLoss, update_norm: fl
     return row
 
 
-class StepSizeProbe:
+class OptimalStepProbe:
     """The probe inside a training loop: on a due step, :meth:`backward` replaces the usual
     forward/backward (same loss, same gradient in ``.grad``); after ``optimizer.step()``,
     :meth:`measure` returns the step's row (``COLUMNS``)."""
 
     def __init__(
         self,
-        settings: StepSizeSettings,
+        settings: OptimalStepSettings,
         lr: float,
         seed: int = 0,
         loss_fn: LossFn = F.cross_entropy,
