@@ -98,7 +98,8 @@ def _study(archs, seeds, epochs, optimizers, **extra) -> dict:
 
 
 def synthetic_config() -> dict:
-    """Three studies (standard, swap, phase transitions without LLC) and the toy model."""
+    """Three studies (standard, swap, phase transitions without LLC) and the minimally singular
+    model."""
     ffnn = {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": 16}
     cnn = {"type": "cnn", "extra_conv_layers": 0}
     deep = {"type": "ffnn", "hidden_layers": 5, "hidden_nodes": 32}
@@ -446,16 +447,16 @@ def study_tables(name: str, study: dict, sizes: Sizes) -> dict[str, pd.DataFrame
     return tables
 
 
-def toy_table(toy: dict) -> pd.DataFrame:
+def minimally_singular_table(model: dict) -> pd.DataFrame:
     rows = []
-    for r in toy["ranks"]:
-        for seed in toy["seeds"]:
+    for r in model["ranks"]:
+        for seed in model["seeds"]:
             z = _rng("toy", r, seed).standard_normal()
             llc = r / 2 * (0.97 + 0.02 * z)
             rank = r if r < 1000 else int(0.95 * r)
             rows.append(
                 {
-                    "dimension": toy["dimension"],
+                    "dimension": model["dimension"],
                     "r": r,
                     "seed": seed,
                     "theory": r / 2,
@@ -490,13 +491,13 @@ def toy_table(toy: dict) -> pd.DataFrame:
                 }
                 | _trust_columns(None, Sizes(chains=2, draws=100), _rng("toy trust", r, seed))
             )
-    return concat_conformed([pd.DataFrame(rows)], "toy")
+    return concat_conformed([pd.DataFrame(rows)], "minimally_singular")
 
 
-def toy_trace(toy: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
-    """Two chains per toy row whose running LLC settles at the row's estimate."""
+def minimally_singular_trace(table: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
+    """Two chains per row whose running LLC settles at the row's estimate."""
     frames = []
-    for row in toy.itertuples(index=False):
+    for row in table.itertuples(index=False):
         level = row.loss_init + row.llc_mean / row.nbeta
         for chain in (0, 1):
             wiggle = 0.2 * np.exp(-np.arange(draws) / 10) * (-1) ** chain * row.llc_mean
@@ -505,7 +506,7 @@ def toy_trace(toy: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
                 pd.DataFrame({"dimension": row.dimension, "r": row.r, "seed": row.seed,
                               "chain": chain, "draw": np.arange(draws), "loss": loss})
             )  # fmt: skip
-    return concat_conformed(frames, "toy_trace")
+    return concat_conformed(frames, "minimally_singular_trace")
 
 
 BENCHMARK_HEADER = (
@@ -522,9 +523,9 @@ def write_benchmark(path: Path, seconds: float) -> None:
 
 
 def write_results(root: Path, config: dict, sizes: Sizes = TEST_SIZES) -> dict[str, dict]:
-    """Write every study table, the toy table and benchmark TSVs under ``root``.
+    """Write every study table, the minimally singular tables and benchmark TSVs under ``root``.
 
-    Returns {study: {table name: frame}} (the toy table under key ``minimally_singular``).
+    Returns {part: {table name: frame}} (a study, or ``minimally_singular``).
     """
     root = Path(root)
     written = {}
@@ -540,13 +541,16 @@ def write_results(root: Path, config: dict, sizes: Sizes = TEST_SIZES) -> dict[s
             write_benchmark(root / "benchmarks" / "llc" / where, 1.0 + i)
         written[name] = tables
     if config.get("minimally_singular"):
-        toy = toy_table(config["minimally_singular"])
+        table = minimally_singular_table(config["minimally_singular"])
         folder = root / "results" / "minimally_singular" / "tables"
         folder.mkdir(parents=True, exist_ok=True)
-        toy.to_parquet(folder / "toy.parquet", index=False)
-        trace = toy_trace(toy)
-        trace.to_parquet(folder / "toy_trace.parquet", index=False)
-        written["minimally_singular"] = {"toy": toy, "toy_trace": trace}
+        table.to_parquet(folder / "minimally_singular.parquet", index=False)
+        trace = minimally_singular_trace(table)
+        trace.to_parquet(folder / "minimally_singular_trace.parquet", index=False)
+        written["minimally_singular"] = {
+            "minimally_singular": table,
+            "minimally_singular_trace": trace,
+        }
     return written
 
 
@@ -555,7 +559,7 @@ def build_report(
 ) -> Path:
     """Tables, figure folders, LLC-difference tables and results/report.html under ``root``,
     made by the same library calls as the figure and report rules."""
-    from sltgeom.report.gallery import build_study_figures, build_toy_figures
+    from sltgeom.report.gallery import build_minimally_singular_figures, build_study_figures
     from sltgeom.report.html import write_report
 
     root = Path(root)
@@ -570,11 +574,11 @@ def build_report(
         )
     if config.get("minimally_singular"):
         folder = results / "minimally_singular" / "tables"
-        build_toy_figures(
-            folder / "toy.parquet",
+        build_minimally_singular_figures(
+            folder / "minimally_singular.parquet",
             options or {},
             results / "minimally_singular" / "figures",
-            folder / "toy_trace.parquet",
+            folder / "minimally_singular_trace.parquet",
         )
     inputs = {key: root / path for key, path in layout.report_inputs(config).items()}
     return write_report(results / "report.html", config, inputs, root / "benchmarks", root)

@@ -221,7 +221,7 @@ def test_rules_reach_only_the_code_they_run(rules):
 def test_cheap_rules_run_on_the_submitting_host(rules):
     _, parsed = rules
     local = {name for name, rule in parsed.items() if rule["local"]}
-    tables = {"study_table", "generalisation", "llc_difference", "toy_table"}
+    tables = {"study_table", "generalisation", "llc_difference", "minimally_singular_table"}
     cheap = {"dataset", *tables, "figures", "report"}
-    assert cheap | {"all", "toy_figures"} <= local
+    assert cheap | {"all", "minimally_singular_figures"} <= local
     assert not {"train", "llc", "hessian", "fisher", "minimally_singular"} & local

@@ -28,7 +28,13 @@ from report_fixtures import (
 from scipy import stats as scipy_stats
 
 from sltgeom import layout
-from sltgeom.report import diagnostics, run_figures, study_figures, toy_figures, transition
+from sltgeom.report import (
+    diagnostics,
+    minimally_singular_figures,
+    run_figures,
+    study_figures,
+    transition,
+)
 from sltgeom.report.downsample import bin_means, stride
 from sltgeom.report.gallery import read_index, read_tables, split_runs
 from sltgeom.report.html import Page, StudyData, _diagnostics, stats_table
@@ -444,17 +450,17 @@ def test_transition_brackets_the_largest_loss_drop(config, tables):
     assert transition.bracket([5], before=3, after=4) == (None, 5)
 
 
-def test_toy_figures_show_the_theory_lines(tables):
-    toy = tables["minimally_singular"]["toy"]
-    fig = toy_figures.llc_vs_theory(toy)
+def test_minimally_singular_figures_show_the_theory_lines(tables):
+    table = tables["minimally_singular"]["minimally_singular"]
+    fig = minimally_singular_figures.llc_vs_theory(table)
     theory = one(fig, "theory: λ = r/2")
     assert np.allclose(theory.x, theory.y)
     assert np.allclose(theory.x, np.log10(np.array([10, 100, 1000]) / 2))
     points = one(fig, "estimate (one per seed)")
-    ordered = toy.sort_values(["r", "seed"])
-    assert len(points.x) == len(toy) == 6
+    ordered = table.sort_values(["r", "seed"])
+    assert len(points.x) == len(table) == 6
     assert np.allclose(points.y, np.log10(ordered["llc_mean"]))
-    rank = toy_figures.rank_vs_r(toy)
+    rank = minimally_singular_figures.rank_vs_r(table)
     assert np.allclose(one(rank, "theory: rank = r").y, [10, 100, 1000])
     assert list(one(rank, "rank ≥ (probe budget reached)").x) == [1000, 1000]
     assert rank.layout.xaxis.type == "log" and rank.layout.yaxis.type == "log"
@@ -511,7 +517,7 @@ def test_report_is_self_contained_with_plotly_once(report_html):
     assert report_html.count("Plotly.newPlot(") >= 20
 
 
-def test_report_sections_follow_config_order_then_toy_then_provenance(report_html):
+def test_report_sections_follow_config_order_then_minimally_singular_then_provenance(report_html):
     anchors = re.findall(r'<h2 id="([^"]+)"', report_html)
     assert anchors == [
         "study-ngd_vs_sgd",
@@ -569,7 +575,8 @@ def test_rule_inputs_leave_out_disabled_analyses():
     tables = "results/phase_transitions/tables"
     assert report["phase_transitions.hessian"] == f"{tables}/hessian.parquet"
     assert report["ngd_vs_sgd.llc_difference"] == "results/ngd_vs_sgd/tables/llc_difference.parquet"
-    assert report["minimally_singular.toy"] == "results/minimally_singular/tables/toy.parquet"
+    table = "results/minimally_singular/tables/minimally_singular.parquet"
+    assert report["minimally_singular.minimally_singular"] == table
     assert report["minimally_singular.figures"] == "results/minimally_singular/figures"
     spec = study_spec(config, "ngd_vs_sgd_swap")
     assert spec["optimizers"] == [["sgd", "sgd"], ["ngd", "ngd"]] and spec["swap_epoch"] == 2
@@ -716,7 +723,7 @@ def edited(path):
 @pytest.mark.slow  # runs Snakemake
 def test_editing_plotting_code_reruns_only_figures_and_report(report_workflow):
     with edited(report_workflow / "workflow" / "sltgeom" / "report" / "static.py"):
-        assert planned_rules(report_workflow) == {"figures", "toy_figures", "report"}
+        assert planned_rules(report_workflow) == {"figures", "minimally_singular_figures", "report"}
 
 
 @pytest.mark.slow  # runs Snakemake
@@ -729,7 +736,7 @@ def test_editing_report_code_or_options_reruns_only_what_uses_them(report_workfl
     config["report"]["max_points"] = 50
     path.write_text(yaml.safe_dump(config))
     try:
-        assert planned_rules(report_workflow) == {"figures", "toy_figures", "report"}
+        assert planned_rules(report_workflow) == {"figures", "minimally_singular_figures", "report"}
     finally:
         path.write_text(text)
 

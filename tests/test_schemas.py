@@ -4,7 +4,7 @@ docs/tables.md, never a side effect."""
 import pandas as pd
 import pytest
 
-from sltgeom.layout import RUN_TABLES
+from sltgeom.layout import MINIMALLY_SINGULAR_TABLES, RUN_TABLES
 from sltgeom.schemas import (
     DETAIL_TABLE,
     TABLES,
@@ -59,8 +59,9 @@ PINNED = {
                        "p_value_holm", "n_pairs", "unpaired_seeds", "paired_difference",
                        "paired_ci_low", "paired_ci_high", "paired_df", "paired_t",
                        "paired_p_value", "paired_p_value_holm", "flagged_ngd", "flagged_sgd"],
-    "toy_trace": ["dimension", "r", "seed", "chain", "draw", "loss"],
-    "toy": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank", "rank_is_estimate",
+    "minimally_singular_trace": ["dimension", "r", "seed", "chain", "draw", "loss"],
+    "minimally_singular": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank",
+            "rank_is_estimate",
             "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic", "mala_acceptance",
             "trace_rising", "trace_slope_t", "negative_llc", "loss_below_init", "nbeta", *TRUST,
             "n", "engine", "seconds", *SETTINGS],
@@ -100,7 +101,7 @@ PINNED.update(LAZY_PINNED)
 
 def test_every_table_is_pinned():
     assert {name: list(cols) for name, cols in TABLES.items()} == PINNED
-    study_level = {"generalisation", "llc_difference", "llc_rank", "toy", "toy_trace"}
+    study_level = {"generalisation", "llc_difference", "llc_rank", *MINIMALLY_SINGULAR_TABLES}
     assert set(RUN_TABLES) | study_level | set(LAZY_PINNED) == set(TABLES)
     assert set(DETAIL_TABLE) | set(DETAIL_TABLE.values()) <= set(TABLES)
 

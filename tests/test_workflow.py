@@ -91,9 +91,10 @@ def test_every_checkpoint_is_analysed_into_pinned_tables(workflow_dir, name):
 def test_generalisation_and_minimally_singular_tables(workflow_dir):
     gen = pd.read_parquet(workflow_dir / "results/tiny/tables/generalisation.parquet")
     assert len(gen) == 6 and gen["gen_estimate"].ge(gen["train_loss"] - 1).all()
-    toy = pd.read_parquet(workflow_dir / "results/minimally_singular/tables/toy.parquet")
-    assert list(toy["r"]) == [5, 20] and list(toy["hessian_rank"]) == [5, 20]
-    assert list(toy.columns) == list(TABLES["toy"])
+    folder = workflow_dir / "results/minimally_singular/tables"
+    table = pd.read_parquet(folder / "minimally_singular.parquet")
+    assert list(table["r"]) == [5, 20] and list(table["hessian_rank"]) == [5, 20]
+    assert list(table.columns) == list(TABLES["minimally_singular"])
 
 
 def test_optimal_step_probe_writes_its_table_and_figures(workflow_dir):
@@ -168,7 +169,13 @@ def test_editing_llc_settings_reruns_llc_only(workflow_dir):
     assert plan["study_table"] == tables
     assert plan["generalisation"] == {"results/tiny/tables/generalisation.parquet"}
     assert plan["llc_difference"] == {"results/tiny/tables/llc_difference.parquet"}
-    assert not {"train", "hessian", "fisher", "minimally_singular", "toy_figures"} & set(plan)
+    assert not {
+        "train",
+        "hessian",
+        "fisher",
+        "minimally_singular",
+        "minimally_singular_figures",
+    } & set(plan)
 
 
 @contextlib.contextmanager

@@ -158,14 +158,14 @@ def checkpoints_of(wildcards):
     return config["studies"][wildcards.study]["analysis"]["checkpoints"]
 
 
-TOY = config["minimally_singular"]
+MINIMALLY_SINGULAR = config[layout.MINIMALLY_SINGULAR]
 
 
-def toy_points(suffix="parquet"):
+def minimally_singular_points(suffix="parquet"):
     return expand(
-        f"{layout.TOY_POINT}.{suffix}",
-        r=TOY["ranks"],
-        seed=TOY["seeds"],
+        f"{layout.MINIMALLY_SINGULAR_POINT}.{suffix}",
+        r=MINIMALLY_SINGULAR["ranks"],
+        seed=MINIMALLY_SINGULAR["seeds"],
     )
 
 

@@ -42,29 +42,33 @@ rule figures:
         launcher("../scripts/figures.py")
 
 
-rule toy_figures:
+rule minimally_singular_figures:
     input:
-        toy=layout.table_path(layout.TOY, "toy"),
-        trace=layout.table_path(layout.TOY, "toy_trace"),
-        code=code_of("../scripts/toy_figures.py"),
+        table=layout.table_path(
+            layout.MINIMALLY_SINGULAR, layout.MINIMALLY_SINGULAR_TABLES[0]
+        ),
+        trace=layout.table_path(
+            layout.MINIMALLY_SINGULAR, layout.MINIMALLY_SINGULAR_TABLES[1]
+        ),
+        code=code_of("../scripts/minimally_singular_figures.py"),
     output:
         figures=report(
-            directory(layout.figures_dir(layout.TOY)),
+            directory(layout.figures_dir(layout.MINIMALLY_SINGULAR)),
             patterns=["{figure}.png"],
-            caption="../report/toy_figures.rst",
+            caption="../report/minimally_singular_figures.rst",
             category="minimally_singular",
             labels={"figure": "{figure}"},
         ),
     log:
-        "logs/toy_figures/toy.log",
+        "logs/minimally_singular_figures/minimally_singular.log",
     benchmark:
-        "benchmarks/toy_figures/toy.tsv"
+        "benchmarks/minimally_singular_figures/minimally_singular.tsv"
     conda:
         "../../envs/sltgeom.yaml"
     params:
         options=FIGURE_OPTIONS,
     script:
-        launcher("../scripts/toy_figures.py")
+        launcher("../scripts/minimally_singular_figures.py")
 
 
 rule lazy_figures:

@@ -2,7 +2,9 @@ rule train:
     input:
         dataset=dataset_of,
         trunk=lambda wc: trunk_of(run_of(wc)) or [],
-        code=code_of("../scripts/train.py", tables=["training", "steps", "optimal_step"]),
+        code=code_of(
+            "../scripts/train.py", tables=["training", "steps", "optimal_step"]
+        ),
     output:
         checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
         training=f"{RUN_PATTERN}/training.parquet",

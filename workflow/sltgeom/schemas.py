@@ -216,7 +216,7 @@ TABLES: dict[str, dict[str, str]] = {
         "flagged_ngd": "int64",
         "flagged_sgd": "int64",
     },
-    "toy_trace": {
+    "minimally_singular_trace": {
         "dimension": "int64",
         "r": "int64",
         "seed": "int64",
@@ -224,7 +224,7 @@ TABLES: dict[str, dict[str, str]] = {
         "draw": "int64",
         "loss": "float64",
     },
-    "toy": {
+    "minimally_singular": {
         "dimension": "int64",
         "r": "int64",
         "seed": "int64",

@@ -71,18 +71,19 @@ def rank_estimates(hessian: pd.DataFrame | None) -> pd.DataFrame:
     return rows.sort_values(RUN).reset_index(drop=True)
 
 
-def toy_flags(toy: pd.DataFrame | None) -> pd.DataFrame:
-    """Toy-model points with an unconverged chain, a non-positive LLC or a lower-bound rank."""
+def minimally_singular_flags(table: pd.DataFrame | None) -> pd.DataFrame:
+    """Points of the minimally singular model with an unconverged chain, a non-positive LLC or
+    a lower-bound rank."""
     columns = ["r", "seed", "llc_mean", "theory", "hessian_rank", "flags"]
-    if toy is None or toy.empty:
+    if table is None or table.empty:
         return pd.DataFrame(columns=columns)
     checks = {
-        "trace_rising": toy["trace_rising"],
-        "negative_llc": toy["llc_mean"] <= 0,
-        "rank_is_estimate": toy["rank_is_estimate"],
+        "trace_rising": table["trace_rising"],
+        "negative_llc": table["llc_mean"] <= 0,
+        "rank_is_estimate": table["rank_is_estimate"],
     }
-    flags = [", ".join(k for k, v in checks.items() if v.iloc[i]) for i in range(len(toy))]
-    out = toy.assign(flags=flags)
+    flags = [", ".join(k for k, v in checks.items() if v.iloc[i]) for i in range(len(table))]
+    out = table.assign(flags=flags)
     return out.loc[out["flags"] != "", columns].sort_values(["r", "seed"]).reset_index(drop=True)
 
 

@@ -1,5 +1,6 @@
-"""All figures of a study (or of the toy model), written as interactive HTML, plotly JSON and
-static PNG into one flat folder with an ``index.json`` manifest that the report reads.
+"""All figures of a study (or of the minimally singular model), written as interactive HTML,
+plotly JSON and static PNG into one flat folder with an ``index.json`` manifest that the report
+reads.
 
 File names: ``study.<figure>.*`` for across-seed figures, ``<architecture>.seed<s>.<figure>.*``
 for per-run ones; the HTML files share one ``plotly.min.js`` beside them.
@@ -17,7 +18,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ..layout import STUDY_RUN
-from . import optimal_step_figures, run_figures, spectrum_figures, study_figures, toy_figures
+from . import (
+    minimally_singular_figures,
+    optimal_step_figures,
+    run_figures,
+    spectrum_figures,
+    study_figures,
+)
 from .static import to_png
 from .study import StudySpec, architectures_in
 from .style import compact
@@ -71,12 +78,12 @@ CAPTIONS = {
     "steps without a finite positive α*.",
     "alpha_h_vs_g": "α* from the Gauss-Newton matrix G against α* from the Hessian H at every "
     "probed step (dashed: equal); G ignores the loss's curvature through the network.",
-    "toy_llc": "log LLC against log(r/2) for the minimally singular model; SLT predicts the "
-    "dashed line y = x.",
-    "toy_rank": "Hessian rank against r; SLT predicts rank = r (dashed). Open squares: the "
-    "seed notebook's ranks [10, 94, 938, 9509, 100000], an undercount below r = d.",
-    "toy_convergence": "Running LLC estimate of each chain over the draws divided by r/2, one "
-    "colour per r (first seed); converged chains flatten out at 1 (dashed).",
+    "minimally_singular_llc": "log LLC against log(r/2) for the minimally singular model; SLT "
+    "predicts the dashed line y = x.",
+    "minimally_singular_rank": "Hessian rank against r; SLT predicts rank = r (dashed). Open "
+    "squares: the seed notebook's ranks [10, 94, 938, 9509, 100000], an undercount below r = d.",
+    "minimally_singular_convergence": "Running LLC estimate of each chain over the draws divided "
+    "by r/2, one colour per r (first seed); converged chains flatten out at 1 (dashed).",
 }
 
 
@@ -88,7 +95,7 @@ class Entry:
     figure: str
     title: str
     caption: str
-    scope: str  # "study", "run" or "toy"
+    scope: str  # "study", "run", "minimally_singular" or "lazy"
     architecture: str | None = None
     seed: int | None = None
     representative: bool = True
@@ -222,19 +229,21 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
     return out, notes
 
 
-def toy_gallery(toy: pd.DataFrame, trace: pd.DataFrame | None = None):
+def minimally_singular_gallery(table: pd.DataFrame, trace: pd.DataFrame | None = None):
     """(entries with figures, notes) for the minimally singular table (and chains' trace)."""
     out: list = []
+    figures = minimally_singular_figures
+    part = "minimally_singular"
     for figure, build in (
-        ("toy_llc", toy_figures.llc_vs_theory),
-        ("toy_rank", toy_figures.rank_vs_r),
-        ("toy_convergence", lambda frame: toy_figures.convergence(frame, trace)),
+        (f"{part}_llc", figures.llc_vs_theory),
+        (f"{part}_rank", figures.rank_vs_r),
+        (f"{part}_convergence", lambda frame: figures.convergence(frame, trace)),
     ):
-        fig = build(toy)
+        fig = build(table)
         title = fig.layout.title.text if fig is not None else ""
-        _add(out, fig, Entry(f"toy.{figure}", figure, title, CAPTIONS[figure], "toy"))
+        _add(out, fig, Entry(f"{part}.{figure}", figure, title, CAPTIONS[figure], part))
     notes = []
-    if toy is not None and (toy["llc_mean"] <= 0).any():
+    if table is not None and (table["llc_mean"] <= 0).any():
         notes.append("Non-positive LLC estimates have no logarithm and are not plotted.")
     return out, notes
 
@@ -291,11 +300,11 @@ def build_study_figures(table_paths, spec: Mapping, options: Mapping, folder: st
     return write_gallery(entries, notes, folder, dpi=options["dpi"])
 
 
-def build_toy_figures(
-    toy_path: str | Path, options: Mapping, folder: str | Path, trace_path=None
+def build_minimally_singular_figures(
+    table_path: str | Path, options: Mapping, folder: str | Path, trace_path=None
 ) -> Path:
-    """Everything the ``toy_figures`` rule makes: the minimally singular figure folder."""
+    """Everything the ``minimally_singular_figures`` rule makes: that model's figure folder."""
     options = {**DEFAULTS, **(options or {})}
     trace = pd.read_parquet(trace_path) if trace_path is not None else None
-    entries, notes = toy_gallery(pd.read_parquet(toy_path), trace)
+    entries, notes = minimally_singular_gallery(pd.read_parquet(table_path), trace)
     return write_gallery(entries, notes, folder, dpi=options["dpi"])
