@@ -33,9 +33,9 @@ import pandas as pd
 
 from sltgeom import layout
 from sltgeom.analysis.generalisation import generalisation_table
+from sltgeom.analysis.llc_difference import llc_difference
 from sltgeom.analysis.rank_comparison import llc_rank_table
 from sltgeom.config import architectures, optimizer_variants, study_runs
-from sltgeom.report.stats import llc_difference
 from sltgeom.report.study import StudySpec, spec_from_config
 from sltgeom.schemas import RANK_COLUMNS, concat_conformed
 

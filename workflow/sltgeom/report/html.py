@@ -26,10 +26,10 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from .. import layout
+from ..analysis.llc_difference import nan_left_out
 from ..atomic import atomic_output
 from . import diagnostics, lazy_figures, minimally_singular_figures, provenance
 from .gallery import read_index
-from .stats import nan_left_out
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 0 auto; padding: 0 1.5em;
