@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# The synthetic config and its tables (tests/report_fixtures.py), for the report's and the
+# derived tables' tests.
+from report_fixtures import config, tables  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sltgeom import layout
 from sltgeom.analysis.generalisation import generalisation_table
@@ -143,6 +144,22 @@ def spec_params(config: dict, name: str) -> dict:
     """The plain-dict study spec the figure rule passes (see workflow/rules/report.smk)."""
     study = config["studies"][name]
     return spec_from_config(name, study, optimizer_variants(study), architectures(study))
+
+
+def spec_of(config: dict, name: str) -> StudySpec:
+    return StudySpec.from_params(spec_params(config, name))
+
+
+@pytest.fixture(scope="module")
+def config():
+    """The synthetic config (import this fixture into a test module)."""
+    return synthetic_config()
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory, config):
+    """The synthetic config's tables, written once per test module."""
+    return write_results(tmp_path_factory.mktemp("tables"), config)
 
 
 def _rng(*parts) -> np.random.Generator:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from report_fixtures import spec_params, synthetic_config, write_results
+from report_fixtures import spec_of
 from scipy import stats as scipy_stats
 
 from sltgeom.analysis.llc_difference import (
@@ -17,21 +17,6 @@ from sltgeom.analysis.llc_difference import (
     paired,
     welch,
 )
-from sltgeom.report.study import StudySpec
-
-
-@pytest.fixture(scope="module")
-def config():
-    return synthetic_config()
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory, config):
-    return write_results(tmp_path_factory.mktemp("tables"), config)
-
-
-def spec_of(config, name) -> StudySpec:
-    return StudySpec.from_params(spec_params(config, name))
 
 
 def test_welch_matches_a_hand_computation():

@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO
 from report_fixtures import (
     DROP_EPOCH,
-    spec_params,
+    spec_of,
     synthetic_config,
     synthetic_report,
     write_benchmark,
@@ -41,23 +41,9 @@ from sltgeom.report.inputs import study_spec
 from sltgeom.report.llc_trust import Scale, off_scale_reasons, reasons
 from sltgeom.report.provenance import benchmark_times, git_commit
 from sltgeom.report.static import to_png
-from sltgeom.report.study import StudySpec, with_branch_start
+from sltgeom.report.study import with_branch_start
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def config():
-    return synthetic_config()
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory, config):
-    return write_results(tmp_path_factory.mktemp("tables"), config)
-
-
-def spec_of(config, name) -> StudySpec:
-    return StudySpec.from_params(spec_params(config, name))
 
 
 def traces(fig: go.Figure, name: str) -> list:
