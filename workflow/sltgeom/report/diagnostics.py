@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sltgeom.analysis.convergence import RHAT_THRESHOLD
+
 from ..layout import STUDY_RUN
-from .llc_trust import RHAT_LIMIT
 
 RUN = [*STUDY_RUN, "epoch"]
 PAIR = ["architecture", "optimizer"]
@@ -125,7 +126,7 @@ def _checks(llc: pd.DataFrame) -> dict[str, tuple[str, pd.Series | None]]:
             llc["llc_retries"] > 0 if "llc_retries" in llc else None,
         ),
         "not_converged": (
-            f"split-R̂ of the chains' loss traces > {RHAT_LIMIT}, or the chains disagree",
+            f"split-R̂ of the chains' loss traces > {RHAT_THRESHOLD}, or the chains disagree",
             _flag(llc, "not_converged"),
         ),
         "burn_in_capped": (

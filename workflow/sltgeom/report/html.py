@@ -26,6 +26,7 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from .. import layout
+from ..analysis.convergence import RHAT_THRESHOLD
 from ..analysis.llc_difference import nan_left_out
 from ..atomic import atomic_output
 from . import diagnostics, lazy_figures, minimally_singular_figures, provenance
@@ -262,7 +263,8 @@ def _llc_trust(page: Page, llc: pd.DataFrame | None) -> bool:
     page.para(
         "Split-R̂ of the chains' loss traces and bulk effective sample size (summed over "
         "chains) at each architecture and optimizer's final epoch, median and worst over the "
-        "seeds; R̂ > 1.05 is flagged not_converged, and R̂ is undefined (–) with one chain:"
+        f"seeds; R̂ > {RHAT_THRESHOLD} is flagged not_converged, and R̂ is undefined (–) with "
+        "one chain:"
     )
     digits = {"R̂ median": 3, "R̂ max": 3, "ESS min": 0, "ESS median": 0}
     page.table(convergence.round(digits))
