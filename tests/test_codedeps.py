@@ -73,6 +73,14 @@ def package(tmp_path):
                 def later():
                     return 1
                 """,
+            "fallback.py": """
+                try:
+                    from .lazy import later as fast
+                except ImportError:
+                    fast = None
+                def use():
+                    return fast()
+                """,
         },
     )
     script = tmp_path / "script.py"
@@ -100,6 +108,11 @@ def test_a_job_reaches_the_definitions_it_runs(package):
         "sltgeom.stage.run:run",
     }
     assert "sltgeom.stage.run:writes" not in found
+
+
+def test_a_name_bound_by_a_top_level_try_reaches_what_it_imports(package):
+    root, _ = package
+    assert "sltgeom.lazy:later" in labels(Library(root), None, "sltgeom.fallback.use")
 
 
 def test_a_keyed_registry_reaches_only_the_declared_entries(package):
@@ -137,6 +150,7 @@ def test_comments_docstrings_formatting_and_unreached_code_do_not_count(package)
     base.write_text(base.read_text().replace("SCALE = 2.0", "SCALE = 2.5"))
     assert fingerprint(root, script) != before
     assert normalised("x = 1  # one\n") == normalised('"""doc"""\nx = (\n    1\n)\n')
+    assert normalised("") == normalised('"""A docstring of an empty module."""\n') == ""
 
 
 def test_module_names_and_files(package):

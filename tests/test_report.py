@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_workflow, edited, in_function, planned, snakemake
 from report_fixtures import (
     DROP_EPOCH,
     spec_of,
@@ -534,20 +530,9 @@ def test_git_commit_names_the_checkout(tmp_path):
 # ----------------------------------------------------------------------- the rules
 
 
-def snakemake(workdir, *args) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *args]
-    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout + done.stderr
-
-
 def planned_rules(workdir) -> set[str]:
-    """Rules a dry run would execute (from Snakemake's job-stats table)."""
-    out = snakemake(workdir, "-n", "results/report.html")
-    if "Nothing to be done" in out:
-        return set()
-    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {line.split()[0] for line in table.splitlines()[3:] if line.split()[0] != "total"}
+    """Rules a dry run of the report would execute."""
+    return {rule for rule, _ in planned(workdir, "results/report.html")}
 
 
 @pytest.fixture(scope="module")
@@ -555,9 +540,7 @@ def report_workflow(tmp_path_factory):
     """The figure and report rules on synthetic tables: a Snakefile with common.smk and
     report.smk only, so the tables stand in for the training and analysis rules' outputs."""
     workdir = tmp_path_factory.mktemp("report_workflow")
-    for folder in ("workflow", "config", "envs"):
-        ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
-        shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
+    copy_workflow(workdir)
     (workdir / "Snakefile").write_text(
         'configfile: "config/config.yaml"\n\n\n'
         'include: "workflow/rules/common.smk"\n'
@@ -583,27 +566,19 @@ def test_rules_build_the_report_and_snakemake_report(report_workflow):
     assert (report_workflow / "report.zip").stat().st_size > 0
 
 
-@contextlib.contextmanager
-def edited(path):
-    """Append a comment to ``path``; afterwards restore its text and its timestamps."""
-    original, times = path.read_text(), path.stat()
-    path.write_text(original + "\n# edited\n")
-    try:
-        yield
-    finally:
-        path.write_text(original)
-        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
-
-
 @pytest.mark.slow  # runs Snakemake
 def test_editing_plotting_code_reruns_only_figures_and_report(report_workflow):
-    with edited(report_workflow / "workflow" / "sltgeom" / "report" / "static.py"):
+    static = report_workflow / "workflow" / "sltgeom" / "report" / "static.py"
+    with edited(static):  # a comment: the code means the same
+        assert planned_rules(report_workflow) == set()
+    with edited(static, in_function("to_png", "dpi = int(dpi)")):
         assert planned_rules(report_workflow) == {"figures", "minimally_singular_figures", "report"}
 
 
 @pytest.mark.slow  # runs Snakemake
 def test_editing_report_code_or_options_reruns_only_what_uses_them(report_workflow):
-    with edited(report_workflow / "workflow" / "sltgeom" / "report" / "html.py"):
+    html = report_workflow / "workflow" / "sltgeom" / "report" / "html.py"
+    with edited(html, in_function("stats_table", "stats = stats.copy()")):
         assert planned_rules(report_workflow) == {"report"}
     path = report_workflow / "config" / "config.yaml"
     text = path.read_text()

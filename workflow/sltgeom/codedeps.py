@@ -13,8 +13,8 @@ nothing else:
   reaches the units its names and attribute chains resolve to (``from .x import f``, ``mod.f``,
   re-exports, imports inside functions), the module-level code of every module it imports
   (calls such as ``matplotlib.use``: :attr:`Module.effects`) and the external names it binds
-  (``import numpy as np``). Editing ``sgld_step`` therefore changes the fingerprints of the LLC
-  jobs only, and editing ``layout.lazy_outputs`` changes none (no job runs it);
+  (``import numpy as np``). Editing ``sgld_step`` therefore changes the fingerprints of the
+  jobs that sample an LLC only;
 * **registries by key**: a module-level dict looked up by name holds one entry per stage, so a
   job reaches the entries it declares (``keys``), or those looked up with a literal key
   (``TABLES["llc_difference"]``); a lookup with a computed key and nothing declared reaches
@@ -27,6 +27,12 @@ named like a function adds that function); a module used as a value (``getattr(m
 reaches all of it; a name the module does not define reaches all of it. Modules imported by a
 computed name (:func:`importlib.import_module`) are invisible: give them to
 :meth:`Library.fingerprint` as extra roots (``"sltgeom.analysis.hessian.measure_hessian"``).
+
+Snakemake sees a fingerprint as a file (:func:`write_fingerprint`: one line per unit and
+table, rewritten only when its text changes) that the jobs list as an input, so that Snakemake's
+checksums of inputs make a reverted edit rerun nothing. Rules run their scripts through
+launchers (:func:`write_launcher`) whose text never changes and whose modification time is the
+epoch: Snakemake reruns a script rule whenever its script file is newer than its outputs.
 
 Nothing here imports torch: only the schema module is executed, to read its tables.
 """
@@ -81,14 +87,15 @@ def _is_string(node: ast.stmt) -> bool:
 
 
 def strip_strings(tree: ast.AST) -> ast.AST:
-    """``tree`` (changed in place) without bare string statements, docstrings among them; a
-    body left empty gets a ``pass``."""
+    """``tree`` (changed in place) without bare string statements, docstrings among them; the
+    body of a block left empty gets a ``pass`` (a module's stays empty)."""
     for node in ast.walk(tree):
         for name in ("body", "orelse", "finalbody"):
             body = getattr(node, name, None)
             if isinstance(body, list) and any(isinstance(s, ast.stmt) for s in body):
                 kept = [s for s in body if not _is_string(s)]
-                setattr(node, name, kept or ([ast.Pass()] if name == "body" else []))
+                block = name == "body" and not isinstance(node, ast.Module)
+                setattr(node, name, kept or ([ast.Pass()] if block else []))
     return tree
 
 
@@ -293,11 +300,14 @@ class Library:
         self._modules: dict[str, Module] = {}
         self._entries: dict[tuple[str, str], Unit] = {}
         self._schemas: dict | None = None
+        self._is_module: dict[str, bool] = {}
 
     # ---------------------------------------------------------------- modules and names
 
     def is_module(self, name: str) -> bool:
-        return module_file(name, self.root) is not None
+        if name not in self._is_module:
+            self._is_module[name] = module_file(name, self.root) is not None
+        return self._is_module[name]
 
     def module(self, name: str) -> Module:
         if name not in self._modules:
@@ -387,21 +397,28 @@ class Library:
         return None
 
     def _analyse(self, unit: Unit) -> Unit:
-        """Fill in what a unit's code uses (imports inside functions resolved in it)."""
+        """Fill in what a unit's code uses. Imports inside it bind names for the unit; in a
+        top-level ``try`` or ``if`` (not in a function) they define the names it binds, so
+        what they import counts as used."""
         if unit.analysed:
             return unit
         module = self.module(unit.module)
         local: dict[str, Ref | str] = {}
+        defines: set[Ref | str] = set()
+        scopes = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
         for node in unit.nodes:
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Import | ast.ImportFrom):
-                    local.update(self.import_targets(inner, module))
+                    targets = self.import_targets(inner, module)
+                    local.update(targets)
                     unit.imports |= self.imported_modules(inner, module)
+                    if not isinstance(node, scopes):
+                        defines.update(targets.values())
         collector = _Collector(module, local)
         for node in unit.nodes:
             collector.visit(node)
-        unit.refs |= collector.refs
-        unit.externals = collector.externals
+        unit.refs = collector.refs | {t for t in defines if isinstance(t, Ref)}
+        unit.externals = collector.externals | {t for t in defines if isinstance(t, str)}
         unit.analysed = True
         return unit
 
