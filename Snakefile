@@ -30,10 +30,10 @@ localrules:
     generalisation,
     llc_difference,
     llc_rank,
-    toy_table,
-    toy_trace_table,
+    minimally_singular_table,
+    minimally_singular_trace_table,
     figures,
-    toy_figures,
+    minimally_singular_figures,
     report,
 
 

@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sltgeom import layout
 from sltgeom.analysis.generalisation import generalisation_table
+from sltgeom.analysis.llc_difference import llc_difference
 from sltgeom.analysis.rank_comparison import llc_rank_table
 from sltgeom.config import architectures, optimizer_variants, study_runs
-from sltgeom.report.stats import llc_difference
 from sltgeom.report.study import StudySpec, spec_from_config
 from sltgeom.schemas import RANK_COLUMNS, concat_conformed
 
@@ -98,7 +99,8 @@ def _study(archs, seeds, epochs, optimizers, **extra) -> dict:
 
 
 def synthetic_config() -> dict:
-    """Three studies (standard, swap, phase transitions without LLC) and the toy model."""
+    """Three studies (standard, swap, phase transitions without LLC) and the minimally singular
+    model."""
     ffnn = {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": 16}
     cnn = {"type": "cnn", "extra_conv_layers": 0}
     deep = {"type": "ffnn", "hidden_layers": 5, "hidden_nodes": 32}
@@ -142,6 +144,22 @@ def spec_params(config: dict, name: str) -> dict:
     """The plain-dict study spec the figure rule passes (see workflow/rules/report.smk)."""
     study = config["studies"][name]
     return spec_from_config(name, study, optimizer_variants(study), architectures(study))
+
+
+def spec_of(config: dict, name: str) -> StudySpec:
+    return StudySpec.from_params(spec_params(config, name))
+
+
+@pytest.fixture(scope="module")
+def config():
+    """The synthetic config (import this fixture into a test module)."""
+    return synthetic_config()
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory, config):
+    """The synthetic config's tables, written once per test module."""
+    return write_results(tmp_path_factory.mktemp("tables"), config)
 
 
 def _rng(*parts) -> np.random.Generator:
@@ -446,16 +464,16 @@ def study_tables(name: str, study: dict, sizes: Sizes) -> dict[str, pd.DataFrame
     return tables
 
 
-def toy_table(toy: dict) -> pd.DataFrame:
+def minimally_singular_table(model: dict) -> pd.DataFrame:
     rows = []
-    for r in toy["ranks"]:
-        for seed in toy["seeds"]:
+    for r in model["ranks"]:
+        for seed in model["seeds"]:
             z = _rng("toy", r, seed).standard_normal()
             llc = r / 2 * (0.97 + 0.02 * z)
             rank = r if r < 1000 else int(0.95 * r)
             rows.append(
                 {
-                    "dimension": toy["dimension"],
+                    "dimension": model["dimension"],
                     "r": r,
                     "seed": seed,
                     "theory": r / 2,
@@ -490,13 +508,13 @@ def toy_table(toy: dict) -> pd.DataFrame:
                 }
                 | _trust_columns(None, Sizes(chains=2, draws=100), _rng("toy trust", r, seed))
             )
-    return concat_conformed([pd.DataFrame(rows)], "toy")
+    return concat_conformed([pd.DataFrame(rows)], "minimally_singular")
 
 
-def toy_trace(toy: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
-    """Two chains per toy row whose running LLC settles at the row's estimate."""
+def minimally_singular_trace(table: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
+    """Two chains per row whose running LLC settles at the row's estimate."""
     frames = []
-    for row in toy.itertuples(index=False):
+    for row in table.itertuples(index=False):
         level = row.loss_init + row.llc_mean / row.nbeta
         for chain in (0, 1):
             wiggle = 0.2 * np.exp(-np.arange(draws) / 10) * (-1) ** chain * row.llc_mean
@@ -505,7 +523,7 @@ def toy_trace(toy: pd.DataFrame, draws: int = 50) -> pd.DataFrame:
                 pd.DataFrame({"dimension": row.dimension, "r": row.r, "seed": row.seed,
                               "chain": chain, "draw": np.arange(draws), "loss": loss})
             )  # fmt: skip
-    return concat_conformed(frames, "toy_trace")
+    return concat_conformed(frames, "minimally_singular_trace")
 
 
 BENCHMARK_HEADER = (
@@ -522,9 +540,9 @@ def write_benchmark(path: Path, seconds: float) -> None:
 
 
 def write_results(root: Path, config: dict, sizes: Sizes = TEST_SIZES) -> dict[str, dict]:
-    """Write every study table, the toy table and benchmark TSVs under ``root``.
+    """Write every study table, the minimally singular tables and benchmark TSVs under ``root``.
 
-    Returns {study: {table name: frame}} (the toy table under key ``minimally_singular``).
+    Returns {part: {table name: frame}} (a study, or ``minimally_singular``).
     """
     root = Path(root)
     written = {}
@@ -540,13 +558,16 @@ def write_results(root: Path, config: dict, sizes: Sizes = TEST_SIZES) -> dict[s
             write_benchmark(root / "benchmarks" / "llc" / where, 1.0 + i)
         written[name] = tables
     if config.get("minimally_singular"):
-        toy = toy_table(config["minimally_singular"])
+        table = minimally_singular_table(config["minimally_singular"])
         folder = root / "results" / "minimally_singular" / "tables"
         folder.mkdir(parents=True, exist_ok=True)
-        toy.to_parquet(folder / "toy.parquet", index=False)
-        trace = toy_trace(toy)
-        trace.to_parquet(folder / "toy_trace.parquet", index=False)
-        written["minimally_singular"] = {"toy": toy, "toy_trace": trace}
+        table.to_parquet(folder / "minimally_singular.parquet", index=False)
+        trace = minimally_singular_trace(table)
+        trace.to_parquet(folder / "minimally_singular_trace.parquet", index=False)
+        written["minimally_singular"] = {
+            "minimally_singular": table,
+            "minimally_singular_trace": trace,
+        }
     return written
 
 
@@ -555,7 +576,7 @@ def build_report(
 ) -> Path:
     """Tables, figure folders, LLC-difference tables and results/report.html under ``root``,
     made by the same library calls as the figure and report rules."""
-    from sltgeom.report.gallery import build_study_figures, build_toy_figures
+    from sltgeom.report.gallery import build_minimally_singular_figures, build_study_figures
     from sltgeom.report.html import write_report
 
     root = Path(root)
@@ -570,11 +591,11 @@ def build_report(
         )
     if config.get("minimally_singular"):
         folder = results / "minimally_singular" / "tables"
-        build_toy_figures(
-            folder / "toy.parquet",
+        build_minimally_singular_figures(
+            folder / "minimally_singular.parquet",
             options or {},
             results / "minimally_singular" / "figures",
-            folder / "toy_trace.parquet",
+            folder / "minimally_singular_trace.parquet",
         )
     inputs = {key: root / path for key, path in layout.report_inputs(config).items()}
     return write_report(results / "report.html", config, inputs, root / "benchmarks", root)

@@ -29,9 +29,9 @@ def test_job_cost_prints_every_rule_of_every_study(capsys):
     rules = [(line.split()[0], line.split()[3]) for line in lines]
     kinds = ["train", "llc", "hessian", "fisher"]
     config = validate_config(yaml.safe_load(TINY.read_text()), REPO / "config" / "schema.yaml")
-    toy = [("minimally_singular",) * 2] * len(config["minimally_singular"]["ranks"])
+    singular = [("minimally_singular",) * 2] * len(config["minimally_singular"]["ranks"])
     lazy = [("lazy_training",) * 2] * len(config["lazy_training"])
-    assert rules == [(s, k) for s in ("tiny", "tiny_swap") for k in kinds] + toy + lazy
+    assert rules == [(s, k) for s in ("tiny", "tiny_swap") for k in kinds] + singular + lazy
     jobs = [line.split("×")[1].split()[0] for line in lines[:8]]
     assert jobs == ["2"] * 4 + ["3"] * 4  # sgd + ngd; trunk + two branches
     assert not any("OVER" in line for line in lines)

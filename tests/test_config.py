@@ -157,6 +157,16 @@ def test_old_analysis_epochs_key_is_read_with_a_warning(tiny_config):
         validate_config(both, SCHEMA)
 
 
+def test_old_step_size_probe_key_is_read_with_a_warning(tiny_config):
+    new = validate_config(copy.deepcopy(tiny_config), SCHEMA)
+    old = copy.deepcopy(tiny_config)
+    probes = old["studies"]["tiny"]["probes"]
+    probes["step_size"] = probes.pop("optimal_step")
+    message = r"`studies\.tiny\.probes\.step_size` is deprecated: it is now `studies\.tiny\.pro"
+    with pytest.warns(FutureWarning, match=message):
+        assert validate_config(old, SCHEMA) == new
+
+
 @pytest.mark.parametrize("name", ["minimally_singular", "lazy_training"])
 def test_study_names_of_other_results_folders_are_reserved(tiny_config, name):
     tiny_config["studies"][name] = tiny_config["studies"].pop("tiny")

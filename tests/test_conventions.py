@@ -73,3 +73,18 @@ def test_layers_import_only_downwards():
     loaded = imported_by(["sltgeom.layout", "sltgeom.config", "sltgeom.report"])
     assert {"sltgeom.layout", "sltgeom.config", "sltgeom.report.html"} <= loaded
     assert "torch" not in loaded
+
+
+def test_the_rhat_limit_is_written_once():
+    """1.05 as a number appears in the library only where convergence defines RHAT_THRESHOLD
+    (the report is torch-free and imports it from there)."""
+    import ast
+
+    library = REPO / "workflow" / "sltgeom"
+    found = [
+        str(path.relative_to(library))
+        for path in sorted(library.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value == 1.05
+    ]
+    assert found == ["analysis/convergence.py"]

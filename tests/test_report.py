@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +11,25 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_workflow, edited, in_function, planned, snakemake
 from report_fixtures import (
     DROP_EPOCH,
-    spec_params,
+    spec_of,
     synthetic_config,
     synthetic_report,
     write_benchmark,
     write_results,
 )
-from scipy import stats as scipy_stats
 
 from sltgeom import layout
-from sltgeom.report import diagnostics, run_figures, study_figures, toy_figures, transition
+from sltgeom.analysis.llc_difference import llc_difference
+from sltgeom.report import (
+    diagnostics,
+    minimally_singular_figures,
+    run_figures,
+    study_figures,
+    transition,
+)
 from sltgeom.report.downsample import bin_means, stride
 from sltgeom.report.gallery import read_index, read_tables, split_runs
 from sltgeom.report.html import Page, StudyData, _diagnostics, stats_table
@@ -36,24 +37,9 @@ from sltgeom.report.inputs import study_spec
 from sltgeom.report.llc_trust import Scale, off_scale_reasons, reasons
 from sltgeom.report.provenance import benchmark_times, git_commit
 from sltgeom.report.static import to_png
-from sltgeom.report.stats import COLUMNS, holm, llc_difference, nan_left_out, paired, welch
-from sltgeom.report.study import StudySpec, with_branch_start
+from sltgeom.report.study import with_branch_start
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def config():
-    return synthetic_config()
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory, config):
-    return write_results(tmp_path_factory.mktemp("tables"), config)
-
-
-def spec_of(config, name) -> StudySpec:
-    return StudySpec.from_params(spec_params(config, name))
 
 
 def traces(fig: go.Figure, name: str) -> list:
@@ -66,116 +52,7 @@ def one(fig: go.Figure, name: str):
     return found[0]
 
 
-# ------------------------------------------------------------------------- statistics
-
-
-def test_welch_matches_a_hand_computation():
-    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0]
-    # By hand: means 2.5 and 4; s_a²/n_a = (5/3)/4 = 5/12, s_b²/n_b = 4/3; se² = 7/4;
-    # df = (7/4)² / ((5/12)²/3 + (4/3)²/2) = 1323/409.
-    se, df = math.sqrt(7 / 4), 1323 / 409
-    half = scipy_stats.t.ppf(0.975, df) * se
-    out = welch(a, b)
-    assert out["difference"] == pytest.approx(-1.5)
-    assert out["df"] == pytest.approx(df)
-    assert out["t"] == pytest.approx(-1.5 / se)
-    assert out["p_value"] == pytest.approx(2 * scipy_stats.t.sf(1.5 / se, df))
-    assert (out["ci_low"], out["ci_high"]) == pytest.approx((-1.5 - half, -1.5 + half))
-
-
-def test_welch_agrees_with_scipy_and_handles_small_samples():
-    rng = np.random.default_rng(0)
-    a, b = 23.7 + 0.8 * rng.standard_normal(30), 16.3 + 0.6 * rng.standard_normal(30)
-    out = welch(a, b)
-    ref = scipy_stats.ttest_ind(a, b, equal_var=False)
-    interval = ref.confidence_interval(0.95)
-    assert out["p_value"] == pytest.approx(ref.pvalue, rel=1e-9) and out["p_value"] < 1e-30
-    assert out["t"] == pytest.approx(ref.statistic)
-    assert (out["ci_low"], out["ci_high"]) == pytest.approx((interval.low, interval.high))
-    assert math.isnan(welch([1.0], [2.0, 3.0])["p_value"])
-    assert welch([1.0, np.nan, 3.0], [5.0, 6.0])["difference"] == pytest.approx(-3.5)
-
-
-def test_paired_test_agrees_with_scipy_ttest_rel():
-    rng = np.random.default_rng(1)
-    shared = rng.standard_normal(8)  # the seed's effect both optimizers see
-    a, b = 24 + shared + 0.3 * rng.standard_normal(8), 16 + shared + 0.3 * rng.standard_normal(8)
-    out = paired(a, b)
-    ref = scipy_stats.ttest_rel(a, b)
-    interval = ref.confidence_interval(0.95)
-    assert out["paired_t"] == pytest.approx(ref.statistic)
-    assert out["paired_p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-    assert out["paired_df"] == ref.df == 7 and out["n_pairs"] == 8
-    assert out["paired_difference"] == pytest.approx(np.mean(a - b))
-    assert (out["paired_ci_low"], out["paired_ci_high"]) == pytest.approx(
-        (interval.low, interval.high)
-    )
-    # the shared seed effect cancels in the pairs: a narrower interval than Welch's
-    unpaired = welch(a, b)
-    assert out["paired_ci_high"] - out["paired_ci_low"] < unpaired["ci_high"] - unpaired["ci_low"]
-    # a NaN drops its pair; fewer than two pairs: no test
-    dropped = paired([1.0, np.nan, 3.0, 4.0], [0.5, 2.0, 2.0, 3.5])
-    assert dropped["n_pairs"] == 3 and dropped["paired_difference"] == pytest.approx(2 / 3)
-    assert math.isnan(paired([1.0, np.nan], [0.0, 1.0])["paired_p_value"])
-
-
-def test_holm_matches_a_hand_computation():
-    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max
-    # 0.02, 0.03, 0.06, 0.06, back in input order
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    out = holm([0.02, np.nan, 0.04])  # m = 2: NaN is not a test
-    assert out[[0, 2]] == pytest.approx([0.04, 0.04]) and math.isnan(out[1])
-    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
-    assert holm([]).size == 0
-
-
-def test_llc_difference_pairs_final_epoch_branches(config, tables):
-    stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
-    assert list(stats.columns) == list(COLUMNS)
-    assert list(stats["architecture"]) == ["ffnn-1x16", "cnn-k0"]
-    llc = tables["ngd_vs_sgd"]["llc"]
-    for row in stats.itertuples():
-        final = llc[(llc["architecture"] == row.architecture) & (llc["epoch"] == 4)]
-        ngd = final.loc[final["optimizer"] == "ngd", "llc_mean"].dropna()
-        sgd = final.loc[final["optimizer"] == "sgd", "llc_mean"].dropna()
-        assert row.llc_ngd_mean == pytest.approx(ngd.mean())
-        assert row.llc_sgd_std == pytest.approx(sgd.std(ddof=1))
-        assert row.p_value == pytest.approx(scipy_stats.ttest_ind(ngd, sgd, equal_var=False).pvalue)
-        assert row.difference > 5 and row.ci_low > 0
-    cnn = stats.set_index("architecture").loc["cnn-k0"]
-    assert (cnn["n_ngd"], cnn["n_sgd"]) == (2, 3)  # seed 2 of NGD diverged at the last epoch
-    ffnn = stats.set_index("architecture").loc["ffnn-1x16"]
-    assert (ffnn["flagged_ngd"], ffnn["flagged_sgd"]) == (0, 1)  # trace_rising, seed 0
-    assert (ffnn["n_ngd"], ffnn["n_sgd"]) == (2, 3)  # seed 0 of NGD: a diverged (NaN) estimate
-    assert np.isfinite(stats[["difference", "ci_low", "ci_high", "p_value"]].to_numpy()).all()
-    left = nan_left_out(llc, stats).set_index(stats["architecture"])
-    assert left.loc["ffnn-1x16"].tolist() == [1, 0, 1, 0]  # nan_ngd, nan_sgd, diverged_*
-    assert left.loc["cnn-k0"].tolist() == [0, 0, 0, 0]  # its diverged *run* has no LLC row
-
-
-def test_llc_difference_pairs_seeds_and_holm_adjusts_across_architectures(config, tables):
-    stats = llc_difference(tables["ngd_vs_sgd"]["llc"], spec_of(config, "ngd_vs_sgd"))
-    llc = tables["ngd_vs_sgd"]["llc"]
-    for row in stats.itertuples():
-        final = llc[(llc["architecture"] == row.architecture) & (llc["epoch"] == 4)]
-        by_seed = final.pivot(index="seed", columns="optimizer", values="llc_mean").dropna()
-        ref = scipy_stats.ttest_rel(by_seed["ngd"], by_seed["sgd"])
-        assert row.n_pairs == len(by_seed) == 2  # seeds 1, 2 (ffnn) and 0, 1 (cnn)
-        assert row.unpaired_seeds == 1  # the NaN (ffnn) or diverged-run (cnn) seed of NGD
-        assert row.paired_p_value == pytest.approx(ref.pvalue)
-        assert row.paired_t == pytest.approx(ref.statistic) and row.paired_df == 1
-    for raw, adjusted in (("p_value", "p_value_holm"), ("paired_p_value", "paired_p_value_holm")):
-        low, high = sorted(stats[raw])  # m = 2 architectures: 2·p₍₁₎, then max(that, p₍₂₎)
-        first = min(1.0, 2 * low)
-        assert sorted(stats[adjusted]) == pytest.approx([first, max(first, high)])
-
-
-def test_llc_difference_of_swap_and_single_optimizer_studies(config, tables):
-    swap = llc_difference(tables["ngd_vs_sgd_swap"]["llc"], spec_of(config, "ngd_vs_sgd_swap"))
-    assert len(swap) == 1 and (swap["ngd"].item(), swap["sgd"].item()) == ("ngd", "sgd")
-    assert swap["epoch"].item() == 4 and swap["n_sgd"].item() == 2
-    empty = llc_difference(None, spec_of(config, "phase_transitions"))
-    assert empty.empty and list(empty.columns) == list(COLUMNS)
+# ------------------------------------------------------------------ the NGD − SGD table
 
 
 def test_stats_table_formats_mean_std_and_interval(config, tables):
@@ -444,17 +321,17 @@ def test_transition_brackets_the_largest_loss_drop(config, tables):
     assert transition.bracket([5], before=3, after=4) == (None, 5)
 
 
-def test_toy_figures_show_the_theory_lines(tables):
-    toy = tables["minimally_singular"]["toy"]
-    fig = toy_figures.llc_vs_theory(toy)
+def test_minimally_singular_figures_show_the_theory_lines(tables):
+    table = tables["minimally_singular"]["minimally_singular"]
+    fig = minimally_singular_figures.llc_vs_theory(table)
     theory = one(fig, "theory: λ = r/2")
     assert np.allclose(theory.x, theory.y)
     assert np.allclose(theory.x, np.log10(np.array([10, 100, 1000]) / 2))
     points = one(fig, "estimate (one per seed)")
-    ordered = toy.sort_values(["r", "seed"])
-    assert len(points.x) == len(toy) == 6
+    ordered = table.sort_values(["r", "seed"])
+    assert len(points.x) == len(table) == 6
     assert np.allclose(points.y, np.log10(ordered["llc_mean"]))
-    rank = toy_figures.rank_vs_r(toy)
+    rank = minimally_singular_figures.rank_vs_r(table)
     assert np.allclose(one(rank, "theory: rank = r").y, [10, 100, 1000])
     assert list(one(rank, "rank ≥ (probe budget reached)").x) == [1000, 1000]
     assert rank.layout.xaxis.type == "log" and rank.layout.yaxis.type == "log"
@@ -511,7 +388,7 @@ def test_report_is_self_contained_with_plotly_once(report_html):
     assert report_html.count("Plotly.newPlot(") >= 20
 
 
-def test_report_sections_follow_config_order_then_toy_then_provenance(report_html):
+def test_report_sections_follow_config_order_then_minimally_singular_then_provenance(report_html):
     anchors = re.findall(r'<h2 id="([^"]+)"', report_html)
     assert anchors == [
         "study-ngd_vs_sgd",
@@ -569,7 +446,8 @@ def test_rule_inputs_leave_out_disabled_analyses():
     tables = "results/phase_transitions/tables"
     assert report["phase_transitions.hessian"] == f"{tables}/hessian.parquet"
     assert report["ngd_vs_sgd.llc_difference"] == "results/ngd_vs_sgd/tables/llc_difference.parquet"
-    assert report["minimally_singular.toy"] == "results/minimally_singular/tables/toy.parquet"
+    table = "results/minimally_singular/tables/minimally_singular.parquet"
+    assert report["minimally_singular.minimally_singular"] == table
     assert report["minimally_singular.figures"] == "results/minimally_singular/figures"
     spec = study_spec(config, "ngd_vs_sgd_swap")
     assert spec["optimizers"] == [["sgd", "sgd"], ["ngd", "ngd"]] and spec["swap_epoch"] == 2
@@ -652,20 +530,9 @@ def test_git_commit_names_the_checkout(tmp_path):
 # ----------------------------------------------------------------------- the rules
 
 
-def snakemake(workdir, *args) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *args]
-    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout + done.stderr
-
-
 def planned_rules(workdir) -> set[str]:
-    """Rules a dry run would execute (from Snakemake's job-stats table)."""
-    out = snakemake(workdir, "-n", "results/report.html")
-    if "Nothing to be done" in out:
-        return set()
-    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {line.split()[0] for line in table.splitlines()[3:] if line.split()[0] != "total"}
+    """Rules a dry run of the report would execute."""
+    return {rule for rule, _ in planned(workdir, "results/report.html")}
 
 
 @pytest.fixture(scope="module")
@@ -673,9 +540,7 @@ def report_workflow(tmp_path_factory):
     """The figure and report rules on synthetic tables: a Snakefile with common.smk and
     report.smk only, so the tables stand in for the training and analysis rules' outputs."""
     workdir = tmp_path_factory.mktemp("report_workflow")
-    for folder in ("workflow", "config", "envs"):
-        ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
-        shutil.copytree(REPO / folder, workdir / folder, ignore=ignore)
+    copy_workflow(workdir)
     (workdir / "Snakefile").write_text(
         'configfile: "config/config.yaml"\n\n\n'
         'include: "workflow/rules/common.smk"\n'
@@ -701,27 +566,19 @@ def test_rules_build_the_report_and_snakemake_report(report_workflow):
     assert (report_workflow / "report.zip").stat().st_size > 0
 
 
-@contextlib.contextmanager
-def edited(path):
-    """Append a comment to ``path``; afterwards restore its text and its timestamps."""
-    original, times = path.read_text(), path.stat()
-    path.write_text(original + "\n# edited\n")
-    try:
-        yield
-    finally:
-        path.write_text(original)
-        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
-
-
 @pytest.mark.slow  # runs Snakemake
 def test_editing_plotting_code_reruns_only_figures_and_report(report_workflow):
-    with edited(report_workflow / "workflow" / "sltgeom" / "report" / "static.py"):
-        assert planned_rules(report_workflow) == {"figures", "toy_figures", "report"}
+    static = report_workflow / "workflow" / "sltgeom" / "report" / "static.py"
+    with edited(static):  # a comment: the code means the same
+        assert planned_rules(report_workflow) == set()
+    with edited(static, in_function("to_png", "dpi = int(dpi)")):
+        assert planned_rules(report_workflow) == {"figures", "minimally_singular_figures", "report"}
 
 
 @pytest.mark.slow  # runs Snakemake
 def test_editing_report_code_or_options_reruns_only_what_uses_them(report_workflow):
-    with edited(report_workflow / "workflow" / "sltgeom" / "report" / "html.py"):
+    html = report_workflow / "workflow" / "sltgeom" / "report" / "html.py"
+    with edited(html, in_function("stats_table", "stats = stats.copy()")):
         assert planned_rules(report_workflow) == {"report"}
     path = report_workflow / "config" / "config.yaml"
     text = path.read_text()
@@ -729,7 +586,7 @@ def test_editing_report_code_or_options_reruns_only_what_uses_them(report_workfl
     config["report"]["max_points"] = 50
     path.write_text(yaml.safe_dump(config))
     try:
-        assert planned_rules(report_workflow) == {"figures", "toy_figures", "report"}
+        assert planned_rules(report_workflow) == {"figures", "minimally_singular_figures", "report"}
     finally:
         path.write_text(text)
 

@@ -4,7 +4,7 @@ docs/tables.md, never a side effect."""
 import pandas as pd
 import pytest
 
-from sltgeom.layout import RUN_TABLES
+from sltgeom.layout import MINIMALLY_SINGULAR_TABLES, RUN_TABLES
 from sltgeom.schemas import (
     DETAIL_TABLE,
     TABLES,
@@ -28,7 +28,7 @@ PINNED = {
     "training": [*KEY, "train_loss", "train_acc", "val_loss", "val_acc", "ngd_fallbacks",
                  "train_loss_running", "update_norm_mean", "seconds", "diverged", "device"],
     "steps": [*KEY, "step", "loss", "update_norm"],
-    "step_size": [*KEY, "step", "loss", "grad_norm", "update_norm", "dir_grad", "curvature",
+    "optimal_step": [*KEY, "step", "loss", "grad_norm", "update_norm", "dir_grad", "curvature",
                   "curvature_ggn", "alpha_star", "alpha_star_ggn", "step_ratio", "sharpness",
                   "line_min", "negative_curvature", "lr"],
     "llc": [*KEY, "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic",
@@ -59,8 +59,9 @@ PINNED = {
                        "p_value_holm", "n_pairs", "unpaired_seeds", "paired_difference",
                        "paired_ci_low", "paired_ci_high", "paired_df", "paired_t",
                        "paired_p_value", "paired_p_value_holm", "flagged_ngd", "flagged_sgd"],
-    "toy_trace": ["dimension", "r", "seed", "chain", "draw", "loss"],
-    "toy": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank", "rank_is_estimate",
+    "minimally_singular_trace": ["dimension", "r", "seed", "chain", "draw", "loss"],
+    "minimally_singular": ["dimension", "r", "seed", "theory", "llc_ratio", "hessian_rank",
+            "rank_is_estimate",
             "llc_mean", "llc_std", "llc_per_chain", "loss_init", "wbic", "mala_acceptance",
             "trace_rising", "trace_slope_t", "negative_llc", "loss_below_init", "nbeta", *TRUST,
             "n", "engine", "seconds", *SETTINGS],
@@ -100,7 +101,7 @@ PINNED.update(LAZY_PINNED)
 
 def test_every_table_is_pinned():
     assert {name: list(cols) for name, cols in TABLES.items()} == PINNED
-    study_level = {"generalisation", "llc_difference", "llc_rank", "toy", "toy_trace"}
+    study_level = {"generalisation", "llc_difference", "llc_rank", *MINIMALLY_SINGULAR_TABLES}
     assert set(RUN_TABLES) | study_level | set(LAZY_PINNED) == set(TABLES)
     assert set(DETAIL_TABLE) | set(DETAIL_TABLE.values()) <= set(TABLES)
 

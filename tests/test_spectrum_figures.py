@@ -1,9 +1,10 @@
-"""Figures of the exact Hessian spectra, the LLC against rank/2 and the toy's ranks and chains."""
+"""Figures of the exact Hessian spectra, the LLC against rank/2 and the minimally singular
+model's ranks and chains."""
 
 import numpy as np
 import pandas as pd
 
-from sltgeom.report import spectrum_figures, toy_figures
+from sltgeom.report import minimally_singular_figures, spectrum_figures
 from sltgeom.report.study import StudySpec
 
 SPEC = StudySpec(name="s", optimizers={"sgd": "sgd", "ngd": "ngd"})
@@ -37,12 +38,12 @@ def test_llc_against_half_rank_at_the_last_epoch():
     assert list(equal.y) == [1, 1]
 
 
-def test_toy_rank_comparison_beside_the_seed_notebook():
-    toy = pd.DataFrame(
+def test_minimally_singular_rank_comparison_beside_the_seed_notebook():
+    points = pd.DataFrame(
         {"r": [10, 10, 100000], "seed": [0, 1, 0], "hessian_rank": [10, 10, 20000],
          "rank_is_estimate": [False, False, True], "llc_mean": [4.0, 6.0, 49000.0]}
     )  # fmt: skip
-    table = toy_figures.rank_comparison(toy)
+    table = minimally_singular_figures.rank_comparison(points)
     assert list(table["seed_rank"]) == [10, 100000] and list(table["half_r"]) == [5, 50000]
     assert list(table["llc_mean"]) == [5.0, 49000.0] and list(table["rank_is_estimate"]) == [
         False,
@@ -50,16 +51,16 @@ def test_toy_rank_comparison_beside_the_seed_notebook():
     ]
 
 
-def test_toy_convergence_traces_normalised_by_r_over_2():
-    toy = pd.DataFrame({"r": [10, 100], "seed": [0, 0], "nbeta": [2.0, 2.0],
+def test_minimally_singular_convergence_traces_normalised_by_r_over_2():
+    points = pd.DataFrame({"r": [10, 100], "seed": [0, 0], "nbeta": [2.0, 2.0],
                         "loss_init": [0.0, 0.0]})  # fmt: skip
     trace = pd.DataFrame(
         [{"r": r, "seed": 0, "chain": c, "draw": d, "loss": r / 4}
          for r in (10, 100) for c in (0, 1) for d in range(5)]
     )  # fmt: skip
-    fig = toy_figures.convergence(toy, trace)
+    fig = minimally_singular_figures.convergence(points, trace)
     assert len(fig.data) == 5 and all(np.allclose(t.y, 1.0) for t in fig.data)
-    assert toy_figures.convergence(toy, None) is None
+    assert minimally_singular_figures.convergence(points, None) is None
 
 
 def test_new_figures_render_statically(tmp_path):
@@ -74,15 +75,15 @@ def test_new_figures_render_statically(tmp_path):
         [{**KEY, "optimizer": "sgd", "epoch": 1, "threshold": t, "tau": float(t),
           "half_rank": 4.0, "llc_mean": 3.0} for t in ("1e-02", "1e-04")]
     )  # fmt: skip
-    toy = pd.DataFrame({"r": [10], "seed": [0], "nbeta": [2.0], "loss_init": [0.0],
+    points = pd.DataFrame({"r": [10], "seed": [0], "nbeta": [2.0], "loss_init": [0.0],
                         "hessian_rank": [10], "rank_is_estimate": [False],
                         "llc_mean": [5.0], "dimension": [100]})  # fmt: skip
     trace = pd.DataFrame({"r": 10, "seed": 0, "chain": 0, "draw": range(5), "loss": 2.5})
     figures = [
         spectrum_figures.sorted_eigenvalues(eigen, SPEC, "a"),
         spectrum_figures.llc_against_half_rank(llc_rank, SPEC, "b"),
-        toy_figures.rank_vs_r(toy),
-        toy_figures.convergence(toy, trace),
+        minimally_singular_figures.rank_vs_r(points),
+        minimally_singular_figures.convergence(points, trace),
     ]
     for i, fig in enumerate(figures):
         path = to_png(fig, tmp_path / f"{i}.png")

@@ -62,5 +62,5 @@ def test_toy_rank_at_r_equal_d_and_with_capped_probes(r, max_probes, rank, bound
     result = toy_measurement(300, r, 0, settings, rank_oversampling=10, rank_max_probes=max_probes)
     assert (result.row["hessian_rank"], result.row["rank_is_estimate"]) == (rank, bound)
     assert result.row["theory"] == r / 2
-    assert list(result.detail.columns) == list(TABLES["toy_trace"])
+    assert list(result.detail.columns) == list(TABLES["minimally_singular_trace"])
     assert len(result.detail) == 2 * 50 and set(result.detail["r"]) == {r}

@@ -13,7 +13,6 @@ from report_fixtures import (
     spec_params,
     synthetic_config,
     synthetic_diag,
-    write_results,
 )
 
 from sltgeom.analysis.fisher import diag_histogram
@@ -25,14 +24,11 @@ from sltgeom.report.study import StudySpec
 
 @pytest.fixture(scope="module")
 def config():
+    """The synthetic config with an explicit swap optimizer state (the shared `tables` fixture
+    writes this module's config)."""
     config = synthetic_config()
     config["studies"]["ngd_vs_sgd_swap"]["swap"].setdefault("optimizer_state", "fresh")
     return config
-
-
-@pytest.fixture(scope="module")
-def tables(tmp_path_factory, config):
-    return write_results(tmp_path_factory.mktemp("tables"), config)
 
 
 def spec_of(config, name, **changes) -> StudySpec:

@@ -186,25 +186,25 @@ def report_study(name, study, config, device, args) -> dict[str, float]:
     return hours
 
 
-def toy_hours(config, device) -> float:
+def minimally_singular_hours(config, device) -> float:
     """Runs every job of the minimally singular study (one per rank × seed) on ``device``."""
-    toy, hours = config["minimally_singular"], 0.0
+    model, hours = config["minimally_singular"], 0.0
     limit = config["resources"]["minimally_singular"]["runtime"]
     rank = {
-        "rank_oversampling": toy["rank_oversampling"],
-        "rank_max_probes": toy["rank_max_probes"],
+        "rank_oversampling": model["rank_oversampling"],
+        "rank_max_probes": model["rank_max_probes"],
     }
-    for r in toy["ranks"]:
-        settings = llc_settings(toy["llc"], seed=0)
-        job = partial(toy_measurement, toy["dimension"], r, 0, settings, toy["n"], **rank)
+    for r in model["ranks"]:
+        settings = llc_settings(model["llc"], seed=0)
+        job = partial(toy_measurement, model["dimension"], r, 0, settings, model["n"], **rank)
         with torch.device(device):
             minutes = seconds(job) / 60
-        hours += minutes / 60 * len(toy["seeds"])
-        jobs = len(toy["seeds"])
+        hours += minutes / 60 * len(model["seeds"])
+        jobs = len(model["seeds"])
         print_job(
             "minimally_singular",
             f"r{r}",
-            toy["dimension"],
+            model["dimension"],
             "minimally_singular",
             minutes,
             jobs,
@@ -232,7 +232,7 @@ def rule_hours(config, device, args) -> dict[str, float]:
         for kind, h in report_study(name, config["studies"][name], config, device, args).items():
             totals[kind] = totals.get(kind, 0.0) + h
     if "minimally_singular" in args.kinds and config.get("minimally_singular") and not args.study:
-        totals["minimally_singular"] = toy_hours(config, device)
+        totals["minimally_singular"] = minimally_singular_hours(config, device)
     if "lazy_training" in args.kinds and config.get("lazy_training") and not args.study:
         totals["lazy_training"] = lazy_hours(config)
     return totals

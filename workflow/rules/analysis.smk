@@ -9,7 +9,12 @@ for kind, (_, detail, *extra) in layout.ANALYSIS_TABLES.items():
         input:
             checkpoints=f"{RUN_PATTERN}/checkpoints",
             dataset=dataset_of,
-            code=code_of("../scripts/analyse.py", MEASURE_MODULES[kind]),
+            code=code_of(
+                "../scripts/analyse.py",
+                f"{MEASURE_MODULES[kind]}.measure_{kind}",
+                tables=layout.ANALYSIS_TABLES[kind],
+                variant=kind,
+            ),
         output:
             **{name: f"{RUN_PATTERN}/{name}.parquet" for name in extra},
             table=f"{RUN_PATTERN}/{kind}.parquet",
@@ -33,7 +38,7 @@ for kind, (_, detail, *extra) in layout.ANALYSIS_TABLES.items():
             device=config["device"],
             progress=config["progress"],
         script:
-            "../scripts/analyse.py"
+            launcher("../scripts/analyse.py")
 
 
 # Not part of `all`: `snakemake calibrate_llc` sweeps step size x localization at the last
@@ -62,7 +67,7 @@ rule calibrate_llc_checkpoint:
         grid=lambda wc: config["studies"][wc.study]["analysis"]["llc"]["calibration"],
         device=config["device"],
     script:
-        "../scripts/calibrate_llc.py"
+        launcher("../scripts/calibrate_llc.py")
 
 
 rule calibrate_llc:

@@ -1,3 +1,4 @@
+import os
 import sys
 
 import yaml
@@ -8,7 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from sltgeom import layout
 from sltgeom.analysis import MEASURE_MODULES
-from sltgeom.codedeps import code_inputs
+from sltgeom.codedeps import Library, write_fingerprint, write_launcher
 from sltgeom.config import all_runs, canonical, validate_config
 from sltgeom.layout import RUN_PATTERN, TRUNK, run_dir
 from snakemake.logging import logger
@@ -30,7 +31,8 @@ if workflow.overwrite_configfiles:
 validate_config(config, workflow.source_path("../../config/schema.yaml"))
 
 RUNS = {run_dir(run): run for run in all_runs(config)}
-LIBRARY = Path(workflow.basedir) / "workflow" / "sltgeom"
+RULES = (Path(workflow.basedir) / "workflow" / "rules").resolve()
+CODE = Library(RULES.parent / "sltgeom")
 
 
 wildcard_constraints:
@@ -41,12 +43,41 @@ wildcard_constraints:
     dataset=r"[a-z0-9_]+",
 
 
-def code_of(script, *modules):
-    """Code inputs of a rule: the library files that its `script:` (same path) imports, and
-    those that `modules` (imported by name at run time) import, relative to the working
-    directory: editing one reruns exactly the jobs that run it (sltgeom/codedeps.py)."""
-    path = Path(workflow.basedir) / "workflow" / "rules" / script
-    return code_inputs(path, *modules, root=LIBRARY)
+def code_of(script, *roots, tables=(), keys=None, variant=None):
+    """The code input of a rule's jobs: a fingerprint file (workflow/scripts/.code/<script
+    stem>[.<variant>].fingerprint) of the code they run: the script and the library definitions
+    it reaches, `roots` (definitions imported by a computed name) and the schemas of the
+    `tables` the jobs write; `keys`: this rule's entries of keyed registries. The file is
+    rewritten only when that code changes in meaning (Snakemake compares its checksum as well),
+    so exactly these jobs rerun (sltgeom/codedeps.py, README "Partial reruns")."""
+    path = (RULES / script).resolve()
+    fingerprint = CODE.fingerprint(path, roots, tables, keys or {})
+    file, changed = write_fingerprint(path, fingerprint, variant)
+    if changed:
+        shown = ", ".join(changed[:4]) + (
+            f" and {len(changed) - 4} more" if changed[4:] else ""
+        )
+        logger.info(f"The code of {file.name} changed: {shown}")
+    return os.path.relpath(file)
+
+
+def code_by_table(script, tables):
+    """`code_of` for jobs that differ in the table they write (wildcard `table`): one fingerprint
+    per table, holding that table's schema."""
+    files = {table: code_of(script, tables=[table], variant=table) for table in tables}
+
+    def code(wildcards):
+        return files[wildcards.table]
+
+    code.files = list(files.values())
+    return code
+
+
+def launcher(script):
+    """The `script:` of a rule: a launcher that runs `script`, with a fixed text and the epoch
+    as modification time, so that rewriting a script with the same code reruns nothing (its
+    code counts through `code_of`)."""
+    return os.path.relpath(write_launcher((RULES / script).resolve()), RULES)
 
 
 def uses_cuda():
@@ -127,14 +158,14 @@ def checkpoints_of(wildcards):
     return config["studies"][wildcards.study]["analysis"]["checkpoints"]
 
 
-TOY = config["minimally_singular"]
+MINIMALLY_SINGULAR = config[layout.MINIMALLY_SINGULAR]
 
 
-def toy_points(suffix="parquet"):
+def minimally_singular_points(suffix="parquet"):
     return expand(
-        f"{layout.TOY_POINT}.{suffix}",
-        r=TOY["ranks"],
-        seed=TOY["seeds"],
+        f"{layout.MINIMALLY_SINGULAR_POINT}.{suffix}",
+        r=MINIMALLY_SINGULAR["ranks"],
+        seed=MINIMALLY_SINGULAR["seeds"],
     )
 
 

@@ -16,4 +16,4 @@ rule dataset:
         mirror=config["mirror"],
         retries=config["download_retries"],
     script:
-        "../scripts/prepare_dataset.py"
+        launcher("../scripts/prepare_dataset.py")

@@ -9,7 +9,12 @@ for experiment in layout.lazy_experiments(config):
         name:
             f"lazy_training_{experiment}"
         input:
-            code=code_of("../scripts/lazy_training.py"),
+            code=code_of(
+                "../scripts/lazy_training.py",
+                tables=list(layout.lazy_outputs(experiment)),
+                keys={"sltgeom.lazy_training.experiments.RUNNERS": [experiment]},
+                variant=experiment,
+            ),
         output:
             **layout.lazy_outputs(experiment),
         log:
@@ -27,4 +32,4 @@ for experiment in layout.lazy_experiments(config):
             settings=canonical(LAZY[experiment]),
             progress=config["progress"],
         script:
-            "../scripts/lazy_training.py"
+            launcher("../scripts/lazy_training.py")

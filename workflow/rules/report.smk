@@ -39,38 +39,42 @@ rule figures:
         study=lambda wildcards: study_spec(wildcards.study),
         options=FIGURE_OPTIONS,
     script:
-        "../scripts/figures.py"
+        launcher("../scripts/figures.py")
 
 
-rule toy_figures:
+rule minimally_singular_figures:
     input:
-        toy=layout.table_path(layout.TOY, "toy"),
-        trace=layout.table_path(layout.TOY, "toy_trace"),
-        code=code_of("../scripts/figures.py"),
+        table=layout.table_path(
+            layout.MINIMALLY_SINGULAR, layout.MINIMALLY_SINGULAR_TABLES[0]
+        ),
+        trace=layout.table_path(
+            layout.MINIMALLY_SINGULAR, layout.MINIMALLY_SINGULAR_TABLES[1]
+        ),
+        code=code_of("../scripts/minimally_singular_figures.py"),
     output:
         figures=report(
-            directory(layout.figures_dir(layout.TOY)),
+            directory(layout.figures_dir(layout.MINIMALLY_SINGULAR)),
             patterns=["{figure}.png"],
-            caption="../report/toy_figures.rst",
+            caption="../report/minimally_singular_figures.rst",
             category="minimally_singular",
             labels={"figure": "{figure}"},
         ),
     log:
-        "logs/toy_figures/toy.log",
+        "logs/minimally_singular_figures/minimally_singular.log",
     benchmark:
-        "benchmarks/toy_figures/toy.tsv"
+        "benchmarks/minimally_singular_figures/minimally_singular.tsv"
     conda:
         "../../envs/sltgeom.yaml"
     params:
         options=FIGURE_OPTIONS,
     script:
-        "../scripts/figures.py"
+        launcher("../scripts/minimally_singular_figures.py")
 
 
 rule lazy_figures:
     input:
         tables=layout.lazy_table_paths(config),
-        code=code_of("../scripts/figures.py"),
+        code=code_of("../scripts/lazy_figures.py"),
     output:
         figures=report(
             directory(layout.figures_dir(layout.LAZY)),
@@ -88,7 +92,7 @@ rule lazy_figures:
     params:
         options=FIGURE_OPTIONS,
     script:
-        "../scripts/figures.py"
+        launcher("../scripts/lazy_figures.py")
 
 
 rule report:
@@ -112,4 +116,4 @@ rule report:
         title=REPORT.get("title", "sltgeom report"),
         benchmarks="benchmarks",
     script:
-        "../scripts/report.py"
+        launcher("../scripts/report.py")

@@ -6,7 +6,7 @@ from sltgeom.report import inputs as report_inputs
 rule study_table:
     input:
         runs=run_tables,
-        code=code_of("../scripts/concat_tables.py"),
+        code=code_by_table("../scripts/concat_tables.py", layout.RUN_TABLES),
     output:
         layout.table_path("{study}", "{table}"),
     log:
@@ -20,14 +20,14 @@ rule study_table:
     params:
         table="{table}",
     script:
-        "../scripts/concat_tables.py"
+        launcher("../scripts/concat_tables.py")
 
 
 rule generalisation:
     input:
         llc=layout.table_path("{study}", "llc"),
         training=layout.table_path("{study}", "training"),
-        code=code_of("../scripts/generalisation.py"),
+        code=code_of("../scripts/generalisation.py", tables=["generalisation"]),
     output:
         layout.table_path("{study}", "generalisation"),
     log:
@@ -37,7 +37,7 @@ rule generalisation:
     conda:
         "../../envs/sltgeom.yaml"
     script:
-        "../scripts/generalisation.py"
+        launcher("../scripts/generalisation.py")
 
 
 # NGD − SGD final-epoch LLC difference per architecture: Welch's and the paired test (seeds pair
@@ -45,7 +45,7 @@ rule generalisation:
 rule llc_difference:
     input:
         llc=layout.table_path("{study}", "llc"),
-        code=code_of("../scripts/llc_difference.py"),
+        code=code_of("../scripts/llc_difference.py", tables=["llc_difference"]),
     output:
         layout.table_path("{study}", "llc_difference"),
     log:
@@ -57,7 +57,7 @@ rule llc_difference:
     params:
         study=lambda wildcards: report_inputs.study_spec(config, wildcards.study),
     script:
-        "../scripts/llc_difference.py"
+        launcher("../scripts/llc_difference.py")
 
 
 # Seed 000, section 4: the LLC beside rank(H)/2 at every eigenvalue threshold.
@@ -66,7 +66,7 @@ rule llc_rank:
         llc=layout.table_path("{study}", "llc"),
         hessian=layout.table_path("{study}", "hessian"),
         eigenvalues=layout.table_path("{study}", "hessian_eigenvalues"),
-        code=code_of("../scripts/llc_rank.py"),
+        code=code_of("../scripts/llc_rank.py", tables=["llc_rank"]),
     output:
         layout.table_path("{study}", "llc_rank"),
     log:
@@ -76,4 +76,4 @@ rule llc_rank:
     conda:
         "../../envs/sltgeom.yaml"
     script:
-        "../scripts/llc_rank.py"
+        launcher("../scripts/llc_rank.py")

@@ -2,12 +2,14 @@ rule train:
     input:
         dataset=dataset_of,
         trunk=lambda wc: trunk_of(run_of(wc)) or [],
-        code=code_of("../scripts/train.py"),
+        code=code_of(
+            "../scripts/train.py", tables=["training", "steps", "optimal_step"]
+        ),
     output:
         checkpoints=directory(f"{RUN_PATTERN}/checkpoints"),
         training=f"{RUN_PATTERN}/training.parquet",
         steps=f"{RUN_PATTERN}/steps.parquet",
-        step_size=f"{RUN_PATTERN}/step_size.parquet",
+        optimal_step=f"{RUN_PATTERN}/optimal_step.parquet",
     log:
         "logs/train/{study}/{architecture}/{optimizer}/seed{seed}.log",
     benchmark:
@@ -24,4 +26,4 @@ rule train:
         device=config["device"],
         progress=config["progress"],
     script:
-        "../scripts/train.py"
+        launcher("../scripts/train.py")

@@ -1,12 +1,12 @@
 """NGD − SGD difference of the final-epoch LLC per architecture: Welch's and the paired test,
-Holm-adjusted across the study (sltgeom.report.stats)."""
+Holm-adjusted across the study (sltgeom.analysis.llc_difference)."""
 
 import sys
 
 import pandas as pd
 import sltgeom_path
 
-from sltgeom.report.stats import llc_difference
+from sltgeom.analysis.llc_difference import llc_difference
 from sltgeom.report.study import StudySpec
 from sltgeom.tables import write_parquet
 

@@ -16,18 +16,18 @@ from sltgeom.tables import write_parquet
 sys.stderr = open(snakemake.log[0], "w")
 torch.set_num_threads(snakemake.threads)
 
-toy = snakemake.params.toy
+model = snakemake.params.model
 r, seed = int(snakemake.wildcards.r), int(snakemake.wildcards.seed)
-settings = llc_settings(toy["llc"], analysis_seed(toy["llc"]["seed"], seed, r))
+settings = llc_settings(model["llc"], analysis_seed(model["llc"]["seed"], seed, r))
 with torch.device(resolve_device(snakemake.params.device)):
     result = toy_measurement(
-        toy["dimension"],
+        model["dimension"],
         r,
         seed,
         settings,
-        toy["n"],
-        toy["rank_oversampling"],
-        toy["rank_max_probes"],
+        model["n"],
+        model["rank_oversampling"],
+        model["rank_max_probes"],
     )
-write_parquet(conform(result.detail, "toy_trace"), snakemake.output.trace)
-write_parquet(conform(pd.DataFrame([result.row]), "toy"), snakemake.output.row)
+write_parquet(conform(result.detail, "minimally_singular_trace"), snakemake.output.trace)
+write_parquet(conform(pd.DataFrame([result.row]), "minimally_singular"), snakemake.output.row)

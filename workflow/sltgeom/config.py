@@ -4,8 +4,8 @@ A study names its dataset, protocol, architectures, optimizers, seeds and epochs
 architecture size or an optimizer hyperparameter makes a sweep (the Cartesian product); an MLP's
 ``widths`` list is one architecture (its hidden widths), not a sweep. Sweep variants are named
 after what varies, e.g. ``ngd_alpha0.1`` or ``ngd_alpha0.1_eta0.5``. A study's ``probes``
-(measurements inside the training job) travel in its runs: ``run["step_size"]`` holds the
-step-size probe's settings for the probed architectures and is absent otherwise.
+(measurements inside the training job) travel in its runs: ``run["optimal_step"]`` holds the
+optimal-step probe's settings for the probed architectures and is absent otherwise.
 
 ``standard`` protocol: every optimizer variant trains from the same seed-controlled initial
 weights. ``swap`` protocol: the ``swap.from`` optimizer trains a ``trunk`` run to ``swap.epoch``,
@@ -34,7 +34,7 @@ from .layout import RESERVED_STUDIES, TRUNK
 
 ARCH_SIZES = ("hidden_layers", "hidden_nodes", "extra_conv_layers")
 # Keys of a study renamed since: (block, old name, new name); the old one is still read.
-RENAMED = (("analysis", "epochs", "checkpoints"),)
+RENAMED = (("analysis", "epochs", "checkpoints"), ("probes", "step_size", "optimal_step"))
 
 
 class ConfigError(ValueError):
@@ -117,7 +117,7 @@ def _check_study(name: str, study: Mapping) -> None:
     llc = study.get("analysis", {}).get("llc", {})
     if llc.get("engine") == "devinterp" and llc.get("mala") == "same_batch":
         raise ConfigError(f"config key `{where}.analysis.llc.mala`: same_batch needs engine: fast")
-    for check in (_check_step_size, _check_input_sizes, _check_sizes, _check_analysis):
+    for check in (_check_optimal_step, _check_input_sizes, _check_sizes, _check_analysis):
         check(where, study)
     _check_transition(where, name, study)
     if study["protocol"] != "swap":
@@ -256,21 +256,21 @@ def select_epochs(run: Mapping, selection) -> list[int]:
     return sorted(e for e in set(selection) if first <= e <= last)
 
 
-def _check_step_size(where: str, study: Mapping) -> None:
-    probe = study.get("probes", {}).get("step_size")
+def _check_optimal_step(where: str, study: Mapping) -> None:
+    probe = study.get("probes", {}).get("optimal_step")
     if probe is None:
         return
     unknown = set(probe["architectures"] or ()) - set(architectures(study))
     if unknown:
         raise ConfigError(
-            f"config key `{where}.probes.step_size.architectures`: {sorted(unknown)} not among "
+            f"config key `{where}.probes.optimal_step.architectures`: {sorted(unknown)} not among "
             f"the study's architectures {sorted(architectures(study))}"
         )
 
 
-def step_size_probe(study: Mapping, architecture: str) -> dict | None:
-    """The step-size probe settings of one architecture of a study, or None (not probed)."""
-    probe = study.get("probes", {}).get("step_size")
+def optimal_step_probe(study: Mapping, architecture: str) -> dict | None:
+    """The optimal-step probe settings of one architecture of a study, or None (not probed)."""
+    probe = study.get("probes", {}).get("optimal_step")
     if probe is None or architecture not in (probe["architectures"] or [architecture]):
         return None
     return {k: v for k, v in probe.items() if k != "architectures"}
@@ -311,10 +311,10 @@ def canonical(value):
 
 
 def _run(study_name, study, arch, arch_spec, opt, opt_spec, seed, start, end) -> dict:
-    probe = step_size_probe(study, arch)  # only probed runs carry the key
+    probe = optimal_step_probe(study, arch)  # only probed runs carry the key
     return canonical(
         {
-            **({"step_size": probe} if probe is not None else {}),
+            **({"optimal_step": probe} if probe is not None else {}),
             "study": study_name,
             "architecture": arch,
             "optimizer": opt,

@@ -8,11 +8,13 @@ here alone, so the layout is written once. Torch-free: the workflow parses the c
     its ``checkpoints/`` and per-run tables (:data:`RUN_TABLES`, named like the study tables);
     ``<study>/tables/<table>.parquet``  the study's tables (:func:`table_names`);
     ``<study>/figures/``  its figure folder; ``<study>/calibration/``  LLC calibration sweeps;
-    ``minimally_singular/``  the toy model (:data:`TOY`), ``lazy_training/``  the lazy-training
-    study (:data:`LAZY`), each with ``tables/`` and ``figures/``; ``report.html``.
+    ``minimally_singular/``  the minimally singular model (:data:`MINIMALLY_SINGULAR`),
+    ``lazy_training/``  the lazy-training study (:data:`LAZY`), each with ``tables/`` and
+    ``figures/``; ``report.html``.
 
-A *part* is a study, the toy model or the lazy-training study: what has a ``tables/`` and a
-``figures/`` folder. The report rule's inputs are named ``<part>.<name>`` (:func:`input_name`).
+A *part* is a study, the minimally singular model or the lazy-training study: what has a
+``tables/`` and a ``figures/`` folder. The report rule's inputs are named ``<part>.<name>``
+(:func:`input_name`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,18 @@ RUN_COLUMNS = tuple(RUN_KEY)
 STUDY_RUN = [column for column in RUN_COLUMNS if column != "study"]
 #: The optimizer name of a swap study's shared trunk run (reserved: no optimizer may take it).
 TRUNK = "trunk"
-TOY = "minimally_singular"
+MINIMALLY_SINGULAR = "minimally_singular"
 LAZY = "lazy_training"
 #: Not study names: these parts' folders sit beside the studies' under results/.
-RESERVED_STUDIES = (TOY, LAZY)
+RESERVED_STUDIES = (MINIMALLY_SINGULAR, LAZY)
 
 RUN_PATTERN = RESULTS + "/{study}/runs/{architecture}/{optimizer}/seed{seed}"
-TOY_POINT = f"{RESULTS}/{TOY}/r{{r}}/seed{{seed}}"  # one (rank, seed) of the toy model
+#: One (rank, seed) of the minimally singular model.
+MINIMALLY_SINGULAR_POINT = f"{RESULTS}/{MINIMALLY_SINGULAR}/r{{r}}/seed{{seed}}"
 CALIBRATION = RESULTS + "/{study}/calibration/{architecture}/{optimizer}/seed{seed}/epoch{epoch}"
 REPORT = f"{RESULTS}/report.html"
+#: The minimally singular model's tables: one row per (r, seed), and its chains' loss traces.
+MINIMALLY_SINGULAR_TABLES = (MINIMALLY_SINGULAR, f"{MINIMALLY_SINGULAR}_trace")
 
 #: The tables each per-checkpoint analysis writes per run (its table, detail and extra tables).
 ANALYSIS_TABLES = {
@@ -45,7 +50,12 @@ ANALYSIS_TABLES = {
 #: The study tables the tables stage derives from an analysis's.
 DERIVED = {"llc": ("generalisation", "llc_difference")}
 #: Study tables that concatenate a per-run file of the same name.
-RUN_TABLES = ("training", "steps", "step_size", *(t for ts in ANALYSIS_TABLES.values() for t in ts))
+RUN_TABLES = (
+    "training",
+    "steps",
+    "optimal_step",
+    *(t for ts in ANALYSIS_TABLES.values() for t in ts),
+)
 #: The tables of a study the report reads besides its figures (the analyses' when enabled).
 REPORT_TABLES = ("training", "llc", "hessian", "llc_difference")
 
@@ -79,11 +89,11 @@ def analyses(study: Mapping) -> list[str]:
 
 
 def table_names(study: Mapping) -> list[str]:
-    """Names of a study's tables: training, steps, step_size (when probed), each enabled
+    """Names of a study's tables: training, steps, optimal_step (when probed), each enabled
     analysis's and those derived from them, and the LLC against rank/2 (LLC and Hessian)."""
     names = ["training", "steps"]
-    if study.get("probes", {}).get("step_size") is not None:
-        names.append("step_size")
+    if study.get("probes", {}).get("optimal_step") is not None:
+        names.append("optimal_step")
     kinds = analyses(study)
     for kind in kinds:
         names += [*ANALYSIS_TABLES[kind], *DERIVED.get(kind, ())]
@@ -97,9 +107,11 @@ def study_tables(config: Mapping, study: str) -> list[str]:
     return [table_path(study, name) for name in table_names(config["studies"][study])]
 
 
-def toy_tables(config: Mapping) -> list[str]:
-    """The toy model's tables (none when it is switched off)."""
-    return [table_path(TOY, name) for name in ("toy", "toy_trace")] if config.get(TOY) else []
+def minimally_singular_tables(config: Mapping) -> list[str]:
+    """The minimally singular model's tables (none when it is switched off)."""
+    if not config.get(MINIMALLY_SINGULAR):
+        return []
+    return [table_path(MINIMALLY_SINGULAR, name) for name in MINIMALLY_SINGULAR_TABLES]
 
 
 def lazy_experiments(config: Mapping) -> list[str]:
@@ -119,7 +131,7 @@ def lazy_table_paths(config: Mapping) -> list[str]:
 def result_tables(config: Mapping) -> list[str]:
     """Every table the workflow makes (the target ``all``, with the report)."""
     studies = [path for study in config["studies"] for path in study_tables(config, study)]
-    return studies + toy_tables(config) + lazy_table_paths(config)
+    return studies + minimally_singular_tables(config) + lazy_table_paths(config)
 
 
 def input_name(part: str, name: str) -> str:
@@ -136,9 +148,10 @@ def report_inputs(config: Mapping) -> dict[str, str]:
         for name in REPORT_TABLES:
             if name in names:
                 inputs[input_name(study, name)] = table_path(study, name)
-    if config.get(TOY):
-        inputs[input_name(TOY, "figures")] = figures_dir(TOY)
-        inputs[input_name(TOY, "toy")] = table_path(TOY, "toy")
+    if config.get(MINIMALLY_SINGULAR):
+        part = MINIMALLY_SINGULAR
+        inputs[input_name(part, "figures")] = figures_dir(part)
+        inputs[input_name(part, part)] = table_path(part, part)
     if lazy_experiments(config):
         inputs[input_name(LAZY, "figures")] = figures_dir(LAZY)
         for table in (t for name in lazy_experiments(config) for t in lazy_tables(name)):

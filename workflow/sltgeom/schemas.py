@@ -92,7 +92,7 @@ TABLES: dict[str, dict[str, str]] = {
         "loss": "float64",
         "update_norm": "float64",
     },
-    "step_size": {
+    "optimal_step": {
         **CHECKPOINT_KEY,
         "step": "int64",
         "loss": "float64",
@@ -221,7 +221,7 @@ TABLES: dict[str, dict[str, str]] = {
         "flagged_ngd": "int64",
         "flagged_sgd": "int64",
     },
-    "toy_trace": {
+    "minimally_singular_trace": {
         "dimension": "int64",
         "r": "int64",
         "seed": "int64",
@@ -229,7 +229,7 @@ TABLES: dict[str, dict[str, str]] = {
         "draw": "int64",
         "loss": "float64",
     },
-    "toy": {
+    "minimally_singular": {
         "dimension": "int64",
         "r": "int64",
         "seed": "int64",

@@ -11,8 +11,9 @@ leaves a checkpoint for every epoch in between, both ends included, plus three t
     the raw gradient), diverged (True on the epoch where a loss became NaN/inf), device.
 ``steps.parquet`` (one row per optimizer step)
     study, architecture, optimizer, seed, epoch, step (global, from 1), loss, update_norm.
-``step_size.parquet`` (one row per probed step; no rows unless the run has a ``step_size``
-    probe, see sltgeom/step_size.py and docs/tables.md): the optimal step size along the update.
+``optimal_step.parquet`` (one row per probed step; no rows unless the run has an
+    ``optimal_step`` probe, see sltgeom/optimal_step.py and docs/tables.md): the optimal step
+    along the update.
 
 Batches are sliced from tensors kept on the device with a seeded permutation per epoch (no
 DataLoader). Work in progress lives in ``<run>/.partial`` and is moved into place only when the
@@ -46,9 +47,9 @@ from .device import resolve_device
 from .layout import RUN_COLUMNS, run_key
 from .models import build_model, init_model
 from .optim import build_optimizer, fallback_count
+from .optimal_step import OptimalStepProbe, OptimalStepSettings
 from .preemption import note, safe_point
 from .schemas import concat_conformed
-from .step_size import StepSizeProbe, StepSizeSettings
 from .tables import write_parquet
 
 EVAL_CHUNK = 8192
@@ -95,7 +96,7 @@ def train_epoch(
     y: torch.Tensor,
     batch_size: int,
     progress=False,
-    probe: StepSizeProbe | None = None,
+    probe: OptimalStepProbe | None = None,
 ):
     """One pass over shuffled minibatches; returns per-step losses and update norms (tensors).
 
@@ -208,18 +209,18 @@ def _start(run, data, device, partial: Path, init_checkpoint) -> RunState:
     return state
 
 
-def step_size_probe(run: Mapping) -> StepSizeProbe | None:
-    """The run's step-size probe (``run["step_size"]``: its settings), or None."""
-    if run.get("step_size") is None:
+def optimal_step_probe(run: Mapping) -> OptimalStepProbe | None:
+    """The run's optimal-step probe (``run["optimal_step"]``: its settings), or None."""
+    if run.get("optimal_step") is None:
         return None
-    settings = StepSizeSettings.from_config(run["step_size"])
-    return StepSizeProbe(settings, lr=run["optim_spec"]["lr"], seed=run["seed"])
+    settings = OptimalStepSettings.from_config(run["optimal_step"])
+    return OptimalStepProbe(settings, lr=run["optim_spec"]["lr"], seed=run["seed"])
 
 
 def _advance(run: Mapping, state: RunState, data, progress: bool) -> bool:
     """Train one epoch and record it; False if the loss diverged."""
     tic = time.perf_counter()
-    probe = step_size_probe(run)
+    probe = optimal_step_probe(run)
     losses, norms = train_epoch(
         state, data.x_train, data.y_train, run["batch_size"], progress, probe
     )
@@ -248,8 +249,8 @@ def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mappi
     training["device"] = str(device)
     write_parquet(training, outputs["training"])
     write_parquet(pd.DataFrame(state.step_rows, columns=STEP_COLUMNS), outputs["steps"])
-    if "step_size" in outputs:
-        write_parquet(_probe_table(run, state.probe_rows), outputs["step_size"])
+    if "optimal_step" in outputs:
+        write_parquet(_probe_table(run, state.probe_rows), outputs["optimal_step"])
     target = Path(outputs["checkpoints"])
     if target.exists():
         shutil.rmtree(target)
@@ -259,7 +260,7 @@ def _finish(state: RunState, run: Mapping, device, partial: Path, outputs: Mappi
 def _probe_table(run: Mapping, rows: list[dict]) -> pd.DataFrame:
     ids = run_key(run)
     return concat_conformed(
-        [pd.DataFrame([{**ids, **r} for r in rows])] if rows else [], "step_size"
+        [pd.DataFrame([{**ids, **r} for r in rows])] if rows else [], "optimal_step"
     )
 
 
@@ -273,14 +274,14 @@ def train_run(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train one run and write ``outputs`` (keys ``checkpoints``, ``training``, ``steps`` and,
-    for runs with a probe, ``step_size``; an unprobed run writes it with no rows).
+    for runs with a probe, ``optimal_step``; an unprobed run writes it with no rows).
 
     ``trunk_checkpoints`` (swap branches) is the trunk's checkpoint folder: its checkpoint at
     the cut-off epoch starts the run (weights and data-order RNG) with a fresh optimizer, or
     with the trunk's optimizer state (see :func:`continues_trunk_optimizer`).
     """
-    if run.get("step_size") is not None and "step_size" not in outputs:
-        raise ValueError("the run has a step_size probe but `outputs` has no step_size file")
+    if run.get("optimal_step") is not None and "optimal_step" not in outputs:
+        raise ValueError("the run has an optimal_step probe but `outputs` has no optimal_step file")
     dev = resolve_device(device)
     data = load_dataset(dataset_path, device=dev)
     partial = Path(outputs["checkpoints"]).parent / ".partial"

@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sltgeom.analysis.hessian import gaussian_density
-from sltgeom.analysis.hvp import eval_mode
 from sltgeom.analysis.measurement import Measurement, subset
+from sltgeom.curvature import eval_mode
 
 __all__ = [
     "FisherSpectrum",

@@ -45,9 +45,18 @@ from scipy.integrate import trapezoid
 from torch import Tensor, nn
 
 from sltgeom import schemas
-from sltgeom.analysis.hvp import HVPOperator, LossFn, eval_mode, iter_batches
 from sltgeom.analysis.measurement import Measurement, subset
+from sltgeom.curvature import (
+    HVPOperator,
+    LossFn,
+    eval_mode,
+    iter_batches,
+    lanczos,
+    top_eigenvalues,
+    tridiagonal_eigh,
+)
 
+# lanczos and top_eigenvalues are sltgeom.curvature's, kept importable from here.
 __all__ = [
     "RANK_COLUMNS",
     "RANK_TAUS",
@@ -143,73 +152,6 @@ class HessianSpectrum:
         )
 
 
-def lanczos(
-    matvec, v0: Tensor, steps: int, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """Lanczos tridiagonalisation with full reorthogonalisation (float64 Krylov basis).
-
-    Returns ``(alpha, beta)``: diagonal (``steps``) and off-diagonal (``steps - 1``) of T. On a
-    breakdown (invariant subspace found) it continues from a fresh random vector orthogonal to
-    the basis with ``beta = 0``, so T is block-diagonal and the extra blocks carry zero weight
-    on ``v0`` (SLQ is unaffected) while repeated eigenvalues can still be found.
-    """
-    n = v0.numel()
-    steps = min(int(steps), n)
-    basis = torch.zeros(steps, n, dtype=torch.float64, device=v0.device)
-    q = v0.reshape(-1).to(torch.float64)
-    q = q / q.norm()
-    alpha = torch.zeros(steps, dtype=torch.float64)
-    beta = torch.zeros(max(steps - 1, 0), dtype=torch.float64)
-    for j in range(steps):
-        basis[j] = q
-        w = matvec(q).to(torch.float64)
-        alpha[j] = w @ q
-        w = _orthogonalise(w, basis[: j + 1])
-        if j == steps - 1:
-            break
-        beta[j] = w.norm()
-        if beta[j] <= 1e-10 * alpha[: j + 1].abs().max().clamp_min(1e-300):
-            beta[j] = 0.0
-            w = _orthogonalise(_randn(n, v0.device, generator), basis[: j + 1])
-        q = w / w.norm()
-    return alpha, beta
-
-
-def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
-    # two passes of classical Gram-Schmidt ("twice is enough")
-    for _ in range(2):
-        w = w - basis.T @ (basis @ w)
-    return w
-
-
-def _randn(n: int, device, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(n, generator=generator, dtype=torch.float64).to(device)
-
-
-def _rademacher(n: int, k: int, generator: torch.Generator | None) -> Tensor:
-    return torch.randint(0, 2, (n, k), generator=generator).to(torch.float64) * 2 - 1
-
-
-def _ritz(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
-    tri = torch.diag(alpha) + torch.diag(beta, 1) + torch.diag(beta, -1)
-    return torch.linalg.eigh(tri)
-
-
-def top_eigenvalues(
-    op: HVPOperator, k: int = 5, steps: int | None = None, seed: int = 0
-) -> np.ndarray:
-    """The ``k`` largest (algebraic) eigenvalues by Lanczos, descending.
-
-    ``steps`` defaults to ``max(3k, 60)`` (capped at ``n_params``); extreme eigenvalues converge
-    first, so this is ample for well-separated top eigenvalues.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    steps = max(3 * k, 60) if steps is None else steps
-    alpha, beta = lanczos(op.matvec, _randn(op.n_params, op.device, gen), steps, gen)
-    theta, _ = _ritz(alpha, beta)
-    return theta.flip(0)[:k].cpu().numpy()
-
-
 def pyhessian_top_eigenvalues(
     model: nn.Module,
     x: Tensor,
@@ -247,6 +189,10 @@ def pyhessian_top_eigenvalues(
             for p in model.parameters():
                 p.grad = None
     return np.sort(np.asarray(values, dtype=float))[::-1]
+
+
+def _rademacher(n: int, k: int, generator: torch.Generator | None) -> Tensor:
+    return torch.randint(0, 2, (n, k), generator=generator).to(torch.float64) * 2 - 1
 
 
 def hutchinson_trace(op: HVPOperator, n_probes: int = 100, seed: int = 0) -> tuple[float, float]:
@@ -367,7 +313,7 @@ def slq_nodes(op: HVPOperator, steps: int = 80, n_probes: int = 4, seed: int = 0
     frames = []
     for probe in range(n_probes):
         v0 = _rademacher(op.n_params, 1, gen).reshape(-1).to(op.device)
-        theta, vecs = _ritz(*lanczos(op.matvec, v0, steps, gen))
+        theta, vecs = tridiagonal_eigh(*lanczos(op.matvec, v0, steps, gen))
         frames.append(
             pd.DataFrame({"probe": probe, "node": theta.numpy(), "weight": (vecs[0] ** 2).numpy()})
         )

@@ -2,9 +2,10 @@
 
 Each kind's ``measure_<kind>(model, data, settings, seed)`` lives in the module named in
 :data:`sltgeom.analysis.MEASURE_MODULES` and is imported by :func:`measure_function` only when a
-job of that kind runs: an LLC job does not load the Hessian code, so editing the Hessian code
-does not rerun it (the rules list exactly that module's import closure as code inputs,
-sltgeom/codedeps.py).
+job of that kind runs. The import is by a computed name, so the analysis rules give
+``measure_<kind>`` as a root of their jobs' code fingerprints (sltgeom/codedeps.py): a job's
+code is what its kind's measurement reaches (an LLC job reaches the Hessian's top eigenvalue,
+which its step rule uses, and nothing else of the Hessian analysis).
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from torch.func import jacrev
 
+from ..curvature import flatten
+
 
 def jacobian(fn, params, x: torch.Tensor) -> torch.Tensor:
     """(len(x), n_params) Jacobian of ``fn(params, x)`` with respect to every parameter."""
     parts = jacrev(lambda *p: fn(p, x), argnums=tuple(range(len(params))))(*params)
-    return torch.cat([j.reshape(len(x), -1) for j in parts], dim=1)
+    return flatten(parts, params, rows=len(x))
 
 
 def empirical_ntk(fn, params, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:

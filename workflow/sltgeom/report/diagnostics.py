@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sltgeom.analysis.convergence import RHAT_THRESHOLD
+
 from ..layout import STUDY_RUN
-from .llc_trust import RHAT_LIMIT
 
 RUN = [*STUDY_RUN, "epoch"]
 PAIR = ["architecture", "optimizer"]
@@ -71,18 +72,19 @@ def rank_estimates(hessian: pd.DataFrame | None) -> pd.DataFrame:
     return rows.sort_values(RUN).reset_index(drop=True)
 
 
-def toy_flags(toy: pd.DataFrame | None) -> pd.DataFrame:
-    """Toy-model points with an unconverged chain, a non-positive LLC or a lower-bound rank."""
+def minimally_singular_flags(table: pd.DataFrame | None) -> pd.DataFrame:
+    """Points of the minimally singular model with an unconverged chain, a non-positive LLC or
+    a lower-bound rank."""
     columns = ["r", "seed", "llc_mean", "theory", "hessian_rank", "flags"]
-    if toy is None or toy.empty:
+    if table is None or table.empty:
         return pd.DataFrame(columns=columns)
     checks = {
-        "trace_rising": toy["trace_rising"],
-        "negative_llc": toy["llc_mean"] <= 0,
-        "rank_is_estimate": toy["rank_is_estimate"],
+        "trace_rising": table["trace_rising"],
+        "negative_llc": table["llc_mean"] <= 0,
+        "rank_is_estimate": table["rank_is_estimate"],
     }
-    flags = [", ".join(k for k, v in checks.items() if v.iloc[i]) for i in range(len(toy))]
-    out = toy.assign(flags=flags)
+    flags = [", ".join(k for k, v in checks.items() if v.iloc[i]) for i in range(len(table))]
+    out = table.assign(flags=flags)
     return out.loc[out["flags"] != "", columns].sort_values(["r", "seed"]).reset_index(drop=True)
 
 
@@ -124,7 +126,7 @@ def _checks(llc: pd.DataFrame) -> dict[str, tuple[str, pd.Series | None]]:
             llc["llc_retries"] > 0 if "llc_retries" in llc else None,
         ),
         "not_converged": (
-            f"split-R̂ of the chains' loss traces > {RHAT_LIMIT}, or the chains disagree",
+            f"split-R̂ of the chains' loss traces > {RHAT_THRESHOLD}, or the chains disagree",
             _flag(llc, "not_converged"),
         ),
         "burn_in_capped": (

@@ -1,5 +1,6 @@
-"""All figures of a study (or of the toy model), written as interactive HTML, plotly JSON and
-static PNG into one flat folder with an ``index.json`` manifest that the report reads.
+"""All figures of a study (or of the minimally singular model), written as interactive HTML,
+plotly JSON and static PNG into one flat folder with an ``index.json`` manifest that the report
+reads.
 
 File names: ``study.<figure>.*`` for across-seed figures, ``<architecture>.seed<s>.<figure>.*``
 for per-run ones; the HTML files share one ``plotly.min.js`` beside them.
@@ -17,7 +18,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ..layout import STUDY_RUN
-from . import run_figures, spectrum_figures, step_size_figures, study_figures, toy_figures
+from . import (
+    minimally_singular_figures,
+    optimal_step_figures,
+    run_figures,
+    spectrum_figures,
+    study_figures,
+)
 from .static import to_png
 from .study import StudySpec, architectures_in
 from .style import compact
@@ -64,19 +71,19 @@ CAPTIONS = {
     "study's transition key. Hessian density, Fisher KFAC density and the histogram of log10 "
     "of the Fisher diagonal's entries (those outside the bins, e.g. exact zeros of dead units, are "
     "counted below and in the hover text).",
-    "step_size": "Step-size probe along each probed update d: α* = −d̂ᵀg/d̂ᵀHd̂ (solid) against "
+    "optimal_step": "Optimal-step probe along each probed update d: α* = −d̂ᵀg/d̂ᵀHd̂ (solid) against "
     "the step taken ‖d‖ (dotted) and the line-scan minimiser of the minibatch loss (x); the "
     "step ratio ‖d‖/α* (past 2, dashed, the quadratic model predicts a loss increase); the "
     "sharpness λ_max(H) against 2/lr (dashed). Geometric bin means; see the notes for the "
     "steps without a finite positive α*.",
     "alpha_h_vs_g": "α* from the Gauss-Newton matrix G against α* from the Hessian H at every "
     "probed step (dashed: equal); G ignores the loss's curvature through the network.",
-    "toy_llc": "log LLC against log(r/2) for the minimally singular model; SLT predicts the "
-    "dashed line y = x.",
-    "toy_rank": "Hessian rank against r; SLT predicts rank = r (dashed). Open squares: the "
-    "seed notebook's ranks [10, 94, 938, 9509, 100000], an undercount below r = d.",
-    "toy_convergence": "Running LLC estimate of each chain over the draws divided by r/2, one "
-    "colour per r (first seed); converged chains flatten out at 1 (dashed).",
+    "minimally_singular_llc": "log LLC against log(r/2) for the minimally singular model; SLT "
+    "predicts the dashed line y = x.",
+    "minimally_singular_rank": "Hessian rank against r; SLT predicts rank = r (dashed). Open "
+    "squares: the seed notebook's ranks [10, 94, 938, 9509, 100000], an undercount below r = d.",
+    "minimally_singular_convergence": "Running LLC estimate of each chain over the draws divided "
+    "by r/2, one colour per r (first seed); converged chains flatten out at 1 (dashed).",
 }
 
 
@@ -88,7 +95,7 @@ class Entry:
     figure: str
     title: str
     caption: str
-    scope: str  # "study", "run" or "toy"
+    scope: str  # "study", "run", "minimally_singular" or "lazy"
     architecture: str | None = None
     seed: int | None = None
     representative: bool = True
@@ -165,11 +172,11 @@ def _per_run(part: Mapping, spec: StudySpec, arch: str, seed: int, rep: bool, ou
         "llc_convergence": run_figures.llc_convergence(
             part.get("llc"), part.get("llc_trace"), spec, f"{label}: LLC chains per epoch", n
         ),
-        "step_size": step_size_figures.step_size(
-            part.get("step_size"), spec, f"{label}: optimal step size along the update", n
+        "optimal_step": optimal_step_figures.optimal_step(
+            part.get("optimal_step"), spec, f"{label}: optimal step along the update", n
         ),
-        "alpha_h_vs_g": step_size_figures.alpha_h_vs_g(
-            part.get("step_size"), spec, f"{label}: α* from H and from G", n
+        "alpha_h_vs_g": optimal_step_figures.alpha_h_vs_g(
+            part.get("optimal_step"), spec, f"{label}: α* from H and from G", n
         ),
     }
     fig, drops = transition(
@@ -208,7 +215,7 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
         for kind in ("llc", "hessian", "fisher")
         if kind not in tables
     ]
-    notes += filter(None, [step_size_figures.curvature_note(tables.get("step_size"))])
+    notes += filter(None, [optimal_step_figures.curvature_note(tables.get("optimal_step"))])
     out: list = []
     _study_level(tables, spec, tables.get("llc_difference"), out)
     training = tables["training"]
@@ -222,19 +229,21 @@ def study_gallery(tables: Mapping[str, pd.DataFrame], spec: StudySpec, options: 
     return out, notes
 
 
-def toy_gallery(toy: pd.DataFrame, trace: pd.DataFrame | None = None):
+def minimally_singular_gallery(table: pd.DataFrame, trace: pd.DataFrame | None = None):
     """(entries with figures, notes) for the minimally singular table (and chains' trace)."""
     out: list = []
+    figures = minimally_singular_figures
+    part = "minimally_singular"
     for figure, build in (
-        ("toy_llc", toy_figures.llc_vs_theory),
-        ("toy_rank", toy_figures.rank_vs_r),
-        ("toy_convergence", lambda frame: toy_figures.convergence(frame, trace)),
+        (f"{part}_llc", figures.llc_vs_theory),
+        (f"{part}_rank", figures.rank_vs_r),
+        (f"{part}_convergence", lambda frame: figures.convergence(frame, trace)),
     ):
-        fig = build(toy)
+        fig = build(table)
         title = fig.layout.title.text if fig is not None else ""
-        _add(out, fig, Entry(f"toy.{figure}", figure, title, CAPTIONS[figure], "toy"))
+        _add(out, fig, Entry(f"{part}.{figure}", figure, title, CAPTIONS[figure], part))
     notes = []
-    if toy is not None and (toy["llc_mean"] <= 0).any():
+    if table is not None and (table["llc_mean"] <= 0).any():
         notes.append("Non-positive LLC estimates have no logarithm and are not plotted.")
     return out, notes
 
@@ -291,11 +300,11 @@ def build_study_figures(table_paths, spec: Mapping, options: Mapping, folder: st
     return write_gallery(entries, notes, folder, dpi=options["dpi"])
 
 
-def build_toy_figures(
-    toy_path: str | Path, options: Mapping, folder: str | Path, trace_path=None
+def build_minimally_singular_figures(
+    table_path: str | Path, options: Mapping, folder: str | Path, trace_path=None
 ) -> Path:
-    """Everything the ``toy_figures`` rule makes: the minimally singular figure folder."""
+    """Everything the ``minimally_singular_figures`` rule makes: that model's figure folder."""
     options = {**DEFAULTS, **(options or {})}
     trace = pd.read_parquet(trace_path) if trace_path is not None else None
-    entries, notes = toy_gallery(pd.read_parquet(toy_path), trace)
+    entries, notes = minimally_singular_gallery(pd.read_parquet(table_path), trace)
     return write_gallery(entries, notes, folder, dpi=options["dpi"])

@@ -26,10 +26,11 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from .. import layout
+from ..analysis.convergence import RHAT_THRESHOLD
+from ..analysis.llc_difference import nan_left_out
 from ..atomic import atomic_output
-from . import diagnostics, lazy_figures, provenance, toy_figures
+from . import diagnostics, lazy_figures, minimally_singular_figures, provenance
 from .gallery import read_index
-from .stats import nan_left_out
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 0 auto; padding: 0 1.5em;
@@ -52,7 +53,8 @@ PLOT_CONFIG = {"responsive": True, "displaylogo": False}
 
 @dataclass
 class StudyData:
-    """What the report shows of one part (a study, the toy model or the lazy-training study)."""
+    """What the report shows of one part (a study, the minimally singular model or the
+    lazy-training study)."""
 
     name: str
     config: dict
@@ -261,7 +263,8 @@ def _llc_trust(page: Page, llc: pd.DataFrame | None) -> bool:
     page.para(
         "Split-R̂ of the chains' loss traces and bulk effective sample size (summed over "
         "chains) at each architecture and optimizer's final epoch, median and worst over the "
-        "seeds; R̂ > 1.05 is flagged not_converged, and R̂ is undefined (–) with one chain:"
+        f"seeds; R̂ > {RHAT_THRESHOLD} is flagged not_converged, and R̂ is undefined (–) with "
+        "one chain:"
     )
     digits = {"R̂ median": 3, "R̂ max": 3, "ESS min": 0, "ESS median": 0}
     page.table(convergence.round(digits))
@@ -276,7 +279,7 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 def _figures(page: Page, study: StudyData) -> None:
     entries = study.index.get("figures", [])
-    overall = [e for e in entries if e["scope"] in ("study", "toy", "lazy")]
+    overall = [e for e in entries if e["scope"] in ("study", "minimally_singular", "lazy")]
     for entry in overall:
         page.figure(study.folder / f"{entry['name']}.json", entry["caption"])
     runs = [e for e in entries if e["scope"] == "run" and e["representative"]]
@@ -342,18 +345,18 @@ def study_section(page: Page, study: StudyData) -> None:
     page.yaml("Configuration of this study", cfg)
 
 
-def toy_section(page: Page, toy: StudyData) -> None:
+def minimally_singular_section(page: Page, part: StudyData) -> None:
     page.heading(2, "Minimally singular model", anchor="minimally-singular")
     page.para(
         "Loss Σ_{i<r} w_i² of d parameters at w* = 0: SLT predicts LLC = rank(Hessian)/2 = r/2."
     )
-    for note in toy.index.get("notes", []):
+    for note in part.index.get("notes", []):
         page.para(note, "note")
-    table = toy.tables.get("toy")
+    table = part.tables.get(layout.MINIMALLY_SINGULAR)
     if table is not None and len(table):
         cols = ["r", "seed", "theory", "llc_mean", "llc_std", "llc_ratio", "hessian_rank"]
         page.table(table.sort_values(["r", "seed"])[cols + ["rank_is_estimate", "trace_rising"]])
-        flags = diagnostics.toy_flags(table)
+        flags = diagnostics.minimally_singular_flags(table)
         if len(flags):
             page.para(f"{len(flags)} point(s) with a diagnostic flag:", "note")
             page.table(flags)
@@ -361,9 +364,9 @@ def toy_section(page: Page, toy: StudyData) -> None:
             "Hessian rank beside seed notebook 002's (its range finder undercounted) and the "
             "exact rank r; rank_is_estimate: a lower bound (probes capped)."
         )
-        page.table(toy_figures.rank_comparison(table))
-    _figures(page, toy)
-    page.yaml("Configuration of the toy model", toy.config)
+        page.table(minimally_singular_figures.rank_comparison(table))
+    _figures(page, part)
+    page.yaml("Configuration of the minimally singular model", part.config)
 
 
 LAZY_CHECKS = (
@@ -427,7 +430,13 @@ def _hms(times: pd.DataFrame) -> str:
 
 
 def render(
-    config: Mapping, studies, toy, benchmarks: Path, root: Path, title: str, lazy=None
+    config: Mapping,
+    studies,
+    minimally_singular,
+    benchmarks: Path,
+    root: Path,
+    title: str,
+    lazy=None,
 ) -> str:
     """The whole report as one HTML string."""
     page = Page()
@@ -438,7 +447,7 @@ def render(
         "double-click to reset."
     )
     links = [(f"study-{s.name}", f"Study: {s.name}") for s in studies]
-    if toy is not None:
+    if minimally_singular is not None:
         links.append(("minimally-singular", "Minimally singular model"))
     if lazy is not None:
         links.append(("lazy-training", "Lazy training"))
@@ -447,8 +456,8 @@ def render(
     page.add(f"<nav><ul>{items}</ul></nav>")
     for study in studies:
         study_section(page, study)
-    if toy is not None:
-        toy_section(page, toy)
+    if minimally_singular is not None:
+        minimally_singular_section(page, minimally_singular)
     if lazy is not None:
         lazy_section(page, lazy)
     provenance_section(page, studies, benchmarks, root)
@@ -489,9 +498,10 @@ def write_report(
         return read_part(name, part_config, parts.get(name, {}))
 
     studies = [read(name, study) for name, study in config["studies"].items()]
-    toy = read(layout.TOY, config[layout.TOY]) if config.get(layout.TOY) else None
+    part = layout.MINIMALLY_SINGULAR
+    singular = read(part, config[part]) if config.get(part) else None
     lazy = read(layout.LAZY, config[layout.LAZY]) if config.get(layout.LAZY) else None
-    text = render(config, studies, toy, Path(benchmarks), Path(root), title, lazy)
+    text = render(config, studies, singular, Path(benchmarks), Path(root), title, lazy)
     with atomic_output(path) as handle:
         handle.write(text.encode("utf-8"))
     umask = os.umask(0)

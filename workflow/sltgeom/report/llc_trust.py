@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sltgeom.analysis.convergence import RHAT_THRESHOLD
+
 # Flags of estimates that stay on the value scale, marked with an x in the figures.
 ON_SCALE_FLAGS = ("trace_rising", "negative_llc", "burn_in_capped")
-RHAT_LIMIT = 1.05
 BAND = 0.1  # distance of the pinned band from the trusted range, as a fraction of its span
 SLOT = 0.4  # spacing of the optimizers' rows within the band, as a fraction of that distance
 PAD = 0.06  # margin of the axis beyond the trusted range (and beyond a band)
@@ -59,7 +60,7 @@ def reasons(row: Mapping) -> list[str]:
         out.append("loss_below_init: sampled loss below L(w*), so w* is not a local minimum")
     if _flag(row, "not_converged"):
         rhat = _number(row.get("llc_rhat"))
-        out.append(f"not_converged: split-R̂ {rhat} (limit {RHAT_LIMIT}) or chains disagree")
+        out.append(f"not_converged: split-R̂ {rhat} (limit {RHAT_THRESHOLD}) or chains disagree")
     if not np.isfinite(float(row["llc_mean"])):
         out.append(nan_reason(row))
     return out

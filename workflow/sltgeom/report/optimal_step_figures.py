@@ -1,6 +1,6 @@
-"""Per-run figures of the step-size probe (the ``step_size`` table, docs/tables.md).
+"""Per-run figures of the optimal-step probe (the ``optimal_step`` table, docs/tables.md).
 
-``step_size``: α* (solid) against the step actually taken (dotted) and the line-scan minimum
+``optimal_step``: α* (solid) against the step actually taken (dotted) and the line-scan minimum
 (markers) over training; the step ratio ‖d‖/α* with 2 marked (past it the quadratic model
 predicts a loss increase); the sharpness against 2/lr (the edge of stability). ``alpha_h_vs_g``:
 α* from the Hessian against α* from the Gauss-Newton matrix. Traces over many steps are
@@ -78,7 +78,7 @@ def _draw_optimizer(fig, rows: pd.DataFrame, opt: str, spec: StudySpec, max_poin
     _level(fig, steps, 2 / float(rows["lr"].iloc[0]), 3, f"{opt} 2/lr", edge)
 
 
-def step_size(
+def optimal_step(
     table: pd.DataFrame | None, spec: StudySpec, title: str, max_points: int
 ) -> go.Figure | None:
     """α* and the step taken, the step ratio with 2 marked, and the sharpness against 2/lr."""

@@ -18,10 +18,10 @@ from .style import new_figure
 SEED_RANKS = {10: 10, 100: 94, 1000: 938, 10000: 9509, 100000: 100000}
 
 
-def rank_comparison(toy: pd.DataFrame) -> pd.DataFrame:
+def rank_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """Per r: the workflow's rank (min over seeds, flagged when any seed's is a bound), the
     seed notebook's and the exact rank r, with the LLC beside r/2 (mean over seeds)."""
-    grouped = toy.groupby("r").agg(
+    grouped = table.groupby("r").agg(
         rank=("hessian_rank", "min"),
         rank_is_estimate=("rank_is_estimate", "any"),
         llc_mean=("llc_mean", "mean"),
@@ -31,19 +31,19 @@ def rank_comparison(toy: pd.DataFrame) -> pd.DataFrame:
     return grouped.reset_index()
 
 
-def llc_vs_theory(toy: pd.DataFrame) -> go.Figure | None:
+def llc_vs_theory(table: pd.DataFrame) -> go.Figure | None:
     """log10 LLC against log10(r/2): one point per (r, seed) and the theory line y = x.
 
     Non-positive estimates have no logarithm and are left out (the report lists them).
     """
-    if toy is None or toy.empty:
+    if table is None or table.empty:
         return None
-    d = ", ".join(str(v) for v in sorted(toy["dimension"].unique()))
+    d = ", ".join(str(v) for v in sorted(table["dimension"].unique()))
     fig = new_figure(
         f"log LLC against log(r/2), d = {d}", ["log10 LLC"], x_title="log10(r/2) = log10 λ"
     )
-    positive = toy[toy["llc_mean"] > 0].sort_values(["r", "seed"])
-    theory = np.log10(np.sort(toy["r"].unique()) / 2)
+    positive = table[table["llc_mean"] > 0].sort_values(["r", "seed"])
+    theory = np.log10(np.sort(table["r"].unique()) / 2)
     fig.add_scatter(
         x=theory,
         y=theory,
@@ -62,19 +62,19 @@ def llc_vs_theory(toy: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
-def rank_vs_r(toy: pd.DataFrame) -> go.Figure | None:
+def rank_vs_r(table: pd.DataFrame) -> go.Figure | None:
     """Hessian rank against r (log-log) with the line rank = r; open triangles mark ranks that
     reached the probe budget (lower bounds); open squares the seed notebook's own ranks."""
-    if toy is None or toy.empty:
+    if table is None or table.empty:
         return None
     fig = new_figure("Hessian rank against r", ["Hessian rank"], x_title="r")
-    r = np.sort(toy["r"].unique()).astype(float)
+    r = np.sort(table["r"].unique()).astype(float)
     fig.add_scatter(
         x=r, y=r, name="theory: rank = r", mode="lines", line={"color": "#555", "dash": "dash"}
     )
     kinds = ((False, "circle", "(exact)"), (True, "triangle-up-open", "≥ (probe budget reached)"))
     for estimate, symbol, label in kinds:
-        rows = toy[toy["rank_is_estimate"] == estimate].sort_values(["r", "seed"])
+        rows = table[table["rank_is_estimate"] == estimate].sort_values(["r", "seed"])
         if rows.empty:
             continue
         fig.add_scatter(
@@ -84,7 +84,7 @@ def rank_vs_r(toy: pd.DataFrame) -> go.Figure | None:
             mode="markers",
             marker={"symbol": symbol, "size": 9, "color": "#1f5fa8"},
         )
-    seed = rank_comparison(toy).dropna(subset=["seed_rank"])
+    seed = rank_comparison(table).dropna(subset=["seed_rank"])
     if not seed.empty:
         fig.add_scatter(
             x=seed["r"].to_numpy(float),
@@ -98,17 +98,17 @@ def rank_vs_r(toy: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
-def convergence(toy: pd.DataFrame, trace: pd.DataFrame | None, max_points: int = 400):
+def convergence(table: pd.DataFrame, trace: pd.DataFrame | None, max_points: int = 400):
     """Running LLC of each chain over the draws, divided by r/2 (converged chains flatten out
-    at 1), one colour per r (seed ``toy["seed"].min()``)."""
-    if toy is None or trace is None or toy.empty or trace.empty:
+    at 1), one colour per r (seed ``table["seed"].min()``)."""
+    if table is None or trace is None or table.empty or trace.empty:
         return None
     fig = new_figure(
         "Minimally singular model: LLC chains", ["running LLC / (r/2)"], x_title="Draw"
     )
-    seed = int(toy["seed"].min())
+    seed = int(table["seed"].min())
     colours = ("#1f5fa8", "#c80000", "#2a9d3a", "#8a4fbf", "#e08a00", "#555555")
-    rows = toy[toy["seed"] == seed].sort_values("r")
+    rows = table[table["seed"] == seed].sort_values("r")
     for i, row in enumerate(rows.itertuples(index=False)):
         draws = trace[(trace["r"] == row.r) & (trace["seed"] == seed)]
         running = running_llc(draws, row.nbeta, row.loss_init)

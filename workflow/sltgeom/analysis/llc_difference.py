@@ -1,17 +1,18 @@
-"""NGD − SGD difference of the final-epoch LLC across seeds: Welch's and the paired t-test,
-each with its interval, and Holm's correction across a study's comparisons.
+"""NGD − SGD difference of the final-epoch LLC across seeds (the ``llc_difference`` table, beside
+the other tables derived from a study's LLC table): Welch's and the paired t-test, each with its
+interval, and Holm's correction across a study's comparisons.
 
-Welch: for samples a (NGD, one LLC per seed) and b (SGD) with means m, variances s² (ddof 1)
-and sizes n, the difference m_a − m_b has standard error se = √(s_a²/n_a + s_b²/n_b) and Welch–
-Satterthwaite degrees of freedom ν = se⁴ / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)); the
-interval is m_a − m_b ± t_{ν, (1+c)/2} · se and the two-sided p-value that of
-``scipy.stats.ttest_ind(a, b, equal_var=False)``.
+Welch: for samples a (NGD, one LLC per seed) and b (SGD) with sizes n ≥ 2,
+``scipy.stats.ttest_ind(a, b, equal_var=False)``: the difference of the means, its t statistic,
+Welch–Satterthwaite degrees of freedom, two-sided p-value and ``confidence_interval``.
 
 Paired: both optimizers of a seed start from the same weights (standard protocol: the seed's
-initialisation; swap: the seed's trunk), so the seeds pair the samples. With dᵢ = aᵢ − bᵢ over
-the n seeds that have an estimate on both sides (the others are dropped and counted), the mean
-d̄ has se = s_d/√n, ν = n − 1, interval d̄ ± t_{ν, (1+c)/2} · se and the p-value of
-``scipy.stats.ttest_rel(a, b)``. It removes the between-seed variance the two sides share.
+initialisation; swap: the seed's trunk), so the seeds pair the samples. Over the n ≥ 2 seeds
+that have an estimate on both sides (the others are dropped and counted),
+``scipy.stats.ttest_rel(a, b)``: the mean difference, t, n − 1 degrees of freedom, p-value and
+interval. It removes the between-seed variance the two sides share.
+
+Samples without spread (every difference the same) have no interval and no p-value (NaN).
 
 Holm–Bonferroni over the m finite p-values of a study (its architectures × optimizer pairs),
 sorted p₍₁₎ ≤ … ≤ p₍ₘ₎: adjusted p₍ᵢ₎ = maxⱼ≤ᵢ min(1, (m − j + 1) p₍ⱼ₎), controlling the
@@ -27,36 +28,36 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sltgeom.report.study import StudySpec, architectures_in
 from sltgeom.schemas import TABLES
-
-from .study import StudySpec, architectures_in
 
 # Flags counted as ``flagged_*`` (those absent from a table written before them are skipped).
 FLAGS = ["trace_rising", "negative_llc", "loss_below_init", "not_converged", "burn_in_capped"]
 COLUMNS = TABLES["llc_difference"]
 
 
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return values[np.isfinite(values)]
+
+
 def welch(a, b, confidence: float = 0.95) -> dict[str, float]:
     """Welch's test of mean(a) − mean(b): difference, interval, df, t and p (NaN if n < 2)."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    a, b = _finite(a), _finite(b)
     out = {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan}
     out |= {"df": np.nan, "t": np.nan, "p_value": np.nan}
     if len(a):
         out["difference"] = a.mean() - (b.mean() if len(b) else np.nan)
     if len(a) < 2 or len(b) < 2:
         return out
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-        half = stats.t.ppf((1 + confidence) / 2, df) * se
-        t = out["difference"] / se
-    p = stats.ttest_ind(a, b, equal_var=False).pvalue if se > 0 else np.nan
-    out |= {"df": df, "t": t, "p_value": p}
-    out |= {"ci_low": out["difference"] - half, "ci_high": out["difference"] + half}
-    return out
+    if a.var(ddof=1) + b.var(ddof=1) == 0:  # no spread: t = ±∞ (or NaN for no difference)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["t"] = np.float64(out["difference"]) / 0.0
+        return out
+    test = stats.ttest_ind(a, b, equal_var=False)
+    interval = test.confidence_interval(confidence)
+    out |= {"df": test.df, "t": test.statistic, "p_value": test.pvalue}
+    return out | {"ci_low": interval.low, "ci_high": interval.high}
 
 
 def paired(a, b, confidence: float = 0.95) -> dict[str, float]:
@@ -72,14 +73,13 @@ def paired(a, b, confidence: float = 0.95) -> dict[str, float]:
     out |= {"paired_df": np.nan, "paired_t": np.nan, "paired_p_value": np.nan}
     if n < 2:
         return out
-    se = d.std(ddof=1) / np.sqrt(n)
-    if se > 0:
-        half = stats.t.ppf((1 + confidence) / 2, n - 1) * se
-        p = stats.ttest_rel(a[keep], b[keep]).pvalue
-        out |= {"paired_t": d.mean() / se, "paired_p_value": p}
-        out |= {"paired_ci_low": d.mean() - half, "paired_ci_high": d.mean() + half}
     out["paired_df"] = float(n - 1)
-    return out
+    if d.std(ddof=1) == 0:  # no spread: no test
+        return out
+    test = stats.ttest_rel(a[keep], b[keep])
+    interval = test.confidence_interval(confidence)
+    out |= {"paired_t": test.statistic, "paired_p_value": test.pvalue}
+    return out | {"paired_ci_low": interval.low, "paired_ci_high": interval.high}
 
 
 def holm(p_values) -> np.ndarray:

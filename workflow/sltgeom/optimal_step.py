@@ -1,4 +1,4 @@
-r"""Optimal step size along the update direction, probed during training (seed notebook 004).
+r"""The optimal step along the update direction, probed during training (seed notebook 004).
 
 At a probed step with weights :math:`w`, minibatch loss :math:`L` (the training loss of that
 step), gradient :math:`g = \nabla L(w)` and the update the optimizer actually takes,
@@ -17,23 +17,24 @@ past 2 the model predicts that the step increases the loss. A direction with
 With :math:`\hat d^\top g > 0` (an ascent direction, possible with momentum) :math:`\alpha^*` is
 negative: the model's minimum lies behind the step.
 
-Products are exact (no block-diagonal approximation). The training step's own gradient is
-computed with its graph kept (:class:`MinibatchLoss`), on detached copies of the weights, so
+Products are exact (no block-diagonal approximation), by the curvature code that the analysis
+uses as well (:mod:`sltgeom.curvature`). The training step's own gradient is computed with its
+graph kept (:class:`~sltgeom.curvature.MinibatchLoss`), on detached copies of the weights, so
 that the optimizer can update the model while the graph still describes :math:`w`; then
 
-* :math:`H\hat d` is one double-backward through that graph (reverse-over-reverse, as the
-  ``graph`` method of ``analysis/hvp.py``, measured there 4x faster than forward-over-reverse
-  for single vectors);
+* :math:`H\hat d` is one double-backward through that graph (reverse-over-reverse, the
+  ``graph`` method of the Hessian operator, measured 4x faster than forward-over-reverse for
+  single vectors);
 * :math:`\hat d^\top G\hat d = (J\hat d)^\top H_z (J\hat d)` needs only :math:`J\hat d`, one
   jvp (``torch.autograd.forward_ad``); the full product :math:`Gv` adds one vjp through the
   kept graph (:meth:`MinibatchLoss.ggn_vector_product`).
 
 About every ``sharpness_every`` steps (the first probed step at or after each multiple of it)
 the probe also records the top eigenvalue of :math:`H` (``sharpness``: ``sharpness_steps``
-Lanczos steps, :func:`top_eigenvalue`) and ``line_min``, the minimiser along :math:`\hat d` of
-the minibatch loss itself from a short line scan (:func:`line_minimum`); both are NaN on the
-other probed steps. The probe draws no random numbers from the training streams, so probed and
-unprobed runs follow identical trajectories.
+Lanczos steps, :func:`~sltgeom.curvature.top_eigenvalues`) and ``line_min``, the minimiser
+along :math:`\hat d` of the minibatch loss itself from a short line scan (:func:`line_minimum`);
+both are NaN on the other probed steps. The probe draws no random numbers from the training
+streams, so probed and unprobed runs follow identical trajectories.
 """
 
 from __future__ import annotations
@@ -43,25 +44,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
-from scipy.linalg import eigvalsh_tridiagonal
 from torch import Tensor, nn
-from torch.autograd import forward_ad as fwAD
-from torch.func import functional_call
 
+from .curvature import LossFn, MinibatchLoss, top_eigenvalues
 from .schemas import RUN_KEY, TABLES
 
 LINE_RESCANS = 4  # line scans widened (minimum at the far end) or narrowed before giving up
-# a probe row: the step_size table's columns after the run key (pinned in schemas.py)
-COLUMNS = tuple(c for c in TABLES["step_size"] if c not in RUN_KEY)
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
+# a probe row: the optimal_step table's columns after the run key (pinned in schemas.py)
+COLUMNS = tuple(c for c in TABLES["optimal_step"] if c not in RUN_KEY)
 
 
 @dataclass(frozen=True)
-class StepSizeSettings:
-    """The ``probes.step_size`` block of a study (config/schema.yaml)."""
+class OptimalStepSettings:
+    """The ``probes.optimal_step`` block of a study (config/schema.yaml)."""
 
     every: int = 10
     sharpness_every: int | None = 200
@@ -69,7 +65,7 @@ class StepSizeSettings:
     line_points: int = 16
 
     @classmethod
-    def from_config(cls, block: Mapping) -> StepSizeSettings:
+    def from_config(cls, block: Mapping) -> OptimalStepSettings:
         return cls(**{k: block[k] for k in cls.__dataclass_fields__ if k in block})
 
 
@@ -78,109 +74,6 @@ def optimal_step(dir_grad: float, curvature: float) -> float:
     if not math.isfinite(curvature) or curvature <= 0:
         return math.nan
     return -dir_grad / curvature
-
-
-class MinibatchLoss:
-    """``loss_fn(model(x), y)`` at the model's current weights, with its gradient graph kept.
-
-    The weights are detached copies (``params``), so the model may be updated afterwards while
-    every product here still describes the loss at the copied weights. Flat vectors follow the
-    order of ``model.named_parameters()``.
-    """
-
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn = F.cross_entropy):
-        self.model, self.x, self.y, self.loss_fn = model, x, y, loss_fn
-        self.params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
-        self.buffers = dict(model.named_buffers())
-        self.logits = self._forward(self.params)
-        self.loss = loss_fn(self.logits, y)
-        self.grads = torch.autograd.grad(self.loss, list(self.params.values()), create_graph=True)
-        self.gradient = self.flat(g.detach() for g in self.grads)
-        self.weights = self.flat(p.detach() for p in self.params.values())
-
-    def _forward(self, params: Mapping[str, Tensor]) -> Tensor:
-        return functional_call(self.model, {**self.buffers, **params}, (self.x,))
-
-    def flat(self, parts) -> Tensor:
-        return torch.cat([p.reshape(-1) for p in parts])
-
-    def unflat(self, vector: Tensor) -> dict[str, Tensor]:
-        out, start = {}, 0
-        for name, p in self.params.items():
-            out[name] = vector[start : start + p.numel()].view_as(p)
-            start += p.numel()
-        return out
-
-    def hvp(self, v: Tensor) -> Tensor:
-        """``H v`` by a double backward through the kept gradient graph (which stays kept)."""
-        parts = tuple(self.unflat(v.to(self.weights)).values())
-        hv = torch.autograd.grad(self.grads, list(self.params.values()), parts, retain_graph=True)
-        return self.flat(hv)
-
-    def _jvp(self, v: Tensor) -> Tensor:
-        """``J v``: the logits' directional derivative along ``v`` (forward-mode AD)."""
-        with fwAD.dual_level():
-            duals = {
-                n: fwAD.make_dual(p.detach(), t)
-                for (n, p), t in zip(self.params.items(), self.unflat(v).values(), strict=True)
-            }
-            return fwAD.unpack_dual(self._forward(duals)).tangent
-
-    def _output_hvp(self, u: Tensor) -> Tensor:
-        """``H_z u``: Hessian of the loss in the logits times ``u`` (exact, any ``loss_fn``)."""
-        z = self.logits.detach().requires_grad_()
-        (grad_z,) = torch.autograd.grad(self.loss_fn(z, self.y), z, create_graph=True)
-        return torch.autograd.grad(grad_z, z, u)[0]
-
-    def ggn_quadratic(self, v: Tensor) -> float:
-        """``vᵀ G v = (J v)ᵀ H_z (J v)``: one jvp and a product in the logits (no vjp)."""
-        jv = self._jvp(v)
-        return float((jv * self._output_hvp(jv)).sum())
-
-    def ggn_vector_product(self, v: Tensor) -> Tensor:
-        """``G v = Jᵀ H_z J v``: a jvp, then a vjp through the kept graph of the logits."""
-        u = self._output_hvp(self._jvp(v))
-        parts = torch.autograd.grad(self.logits, list(self.params.values()), u, retain_graph=True)
-        return self.flat(parts)
-
-    def losses_along(self, u: Tensor, ts) -> np.ndarray:
-        """The same minibatch loss at ``w + t u`` for every ``t`` of ``ts`` (one batched call)."""
-        ts = torch.as_tensor(ts, dtype=self.weights.dtype, device=self.weights.device)
-
-        def loss_at(t: Tensor) -> Tensor:
-            return self.loss_fn(self._forward(self.unflat(self.weights + t * u)), self.y)
-
-        with torch.no_grad():
-            return torch.func.vmap(loss_at)(ts).cpu().numpy()
-
-
-def top_eigenvalue(
-    matvec: Callable[[Tensor], Tensor], n: int, steps: int, seed: int, device="cpu"
-) -> float:
-    """Largest (algebraic) eigenvalue of a symmetric operator on ``R^n``: the top Ritz value of
-    ``steps`` Lanczos steps (float64) from a seeded Gaussian start.
-
-    The plain three-term recurrence, without reorthogonalisation: its loss of orthogonality
-    only repeats converged Ritz values ("ghosts"), the extreme one stays right, and each step
-    costs one product and O(n). Ritz values lie inside the spectrum and the extreme ones
-    converge first, from below, fast for a well-separated top eigenvalue. (The Hessian analysis,
-    analysis/hessian.py, reorthogonalises fully: it needs the whole spectrum.)
-    """
-    generator = torch.Generator().manual_seed(seed)
-    q = torch.randn(n, generator=generator, dtype=torch.float64).to(device)
-    q /= q.norm()
-    previous, beta = torch.zeros_like(q), 0.0
-    diagonal, off_diagonal = [], []
-    for j in range(min(int(steps), n)):
-        w = matvec(q).double() - beta * previous
-        diagonal.append(float(w @ q))
-        w -= diagonal[-1] * q
-        beta = float(w.norm())
-        if j == min(int(steps), n) - 1 or beta <= 1e-10 * max(abs(a) for a in diagonal):
-            break  # done, or the Krylov space is invariant: its Ritz values are exact
-        off_diagonal.append(beta)
-        previous, q = q, w / beta
-    return float(eigvalsh_tridiagonal(np.array(diagonal), np.array(off_diagonal))[-1])
 
 
 def _parabola_vertex(ts: np.ndarray, fs: np.ndarray, k: int) -> float:
@@ -225,14 +118,14 @@ def _row(step: int, epoch: int, lr: float, batch: MinibatchLoss, update_norm: fl
     return row
 
 
-class StepSizeProbe:
+class OptimalStepProbe:
     """The probe inside a training loop: on a due step, :meth:`backward` replaces the usual
     forward/backward (same loss, same gradient in ``.grad``); after ``optimizer.step()``,
     :meth:`measure` returns the step's row (``COLUMNS``)."""
 
     def __init__(
         self,
-        settings: StepSizeSettings,
+        settings: OptimalStepSettings,
         lr: float,
         seed: int = 0,
         loss_fn: LossFn = F.cross_entropy,
@@ -280,7 +173,7 @@ class StepSizeProbe:
         if self._sharpness_due(step):
             seed = self.seed * 1_000_003 + step
             steps = self.settings.sharpness_steps
-            row["sharpness"] = top_eigenvalue(batch.hvp, w.numel(), steps, seed, w.device)
+            row["sharpness"] = float(top_eigenvalues(batch, k=1, steps=steps, seed=seed)[0])
             row["line_min"] = self._line_min(batch, u, alpha, dir_grad, row["update_norm"])
         return row
 

@@ -1,4 +1,4 @@
-"""Training slowdown of the step-size probe: unprobed epochs and epochs probed every step and
+"""Training slowdown of the optimal-step probe: unprobed epochs and epochs probed every step and
 every 10th step, side by side in one run, quoted as ratios.
 
 Setting: the seed notebook 004's MLP 784-128-64-10 (109,386 parameters) on MNIST-shaped random
@@ -9,7 +9,7 @@ After a warm-up epoch of each, the three settings are interleaved ``--repeats`` 
 same initial weights and their median epoch times compared. Exits non-zero if probing every
 step costs more than 6x unprobed training, or probing every 10th step more than 1.5x.
 
-    python tests/benchmarks/bench_step_size.py [--threads 2] [--samples 60000] [--repeats 3]
+    python tests/benchmarks/bench_optimal_step.py [--threads 2] [--samples 60000] [--repeats 3]
 """
 
 import argparse
@@ -21,7 +21,7 @@ import torch
 
 from sltgeom.models import init_model
 from sltgeom.optim import build_optimizer
-from sltgeom.step_size import StepSizeProbe, StepSizeSettings
+from sltgeom.optimal_step import OptimalStepProbe, OptimalStepSettings
 from sltgeom.train import RunState, train_epoch
 
 SPEC = {"type": "ffnn", "widths": [128, 64]}
@@ -32,7 +32,7 @@ TARGETS = {1: 6.0, 10: 1.5}  # every -> largest allowed slowdown
 def epoch_seconds(x, y, every: int | None) -> float:
     model = init_model(SPEC, (1, 28, 28), 10, seed=0)
     state = RunState(model, build_optimizer(model.parameters(), SGD), torch.Generator(), epoch=0)
-    probe = None if every is None else StepSizeProbe(StepSizeSettings(every=every), lr=0.01)
+    probe = None if every is None else OptimalStepProbe(OptimalStepSettings(every=every), lr=0.01)
     tic = time.perf_counter()
     train_epoch(state, x, y, batch_size=64, probe=probe)
     return time.perf_counter() - tic

@@ -1,4 +1,4 @@
-"""The step-size probe (sltgeom/step_size.py): α* against closed forms on a quadratic, exact
+"""The optimal-step probe (sltgeom/optimal_step.py): α* against closed forms on a quadratic, exact
 curvature products against dense references, and the probe inside training."""
 
 import copy
@@ -8,24 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import SCHEMA
+from test_curvature import dense_references, spd
 from torch import nn
-from torch.func import functional_call, hessian, jacrev
 
 from sltgeom.architectures import architecture_name
 from sltgeom.checkpoint import list_checkpoints, load_checkpoint
 from sltgeom.config import ConfigError, study_runs, validate_config
 from sltgeom.models import build_model, count_parameters
-from sltgeom.schemas import TABLES
-from sltgeom.step_size import (
-    MinibatchLoss,
-    StepSizeProbe,
-    StepSizeSettings,
+from sltgeom.optimal_step import (
+    OptimalStepProbe,
+    OptimalStepSettings,
     line_minimum,
     optimal_step,
-    top_eigenvalue,
 )
+from sltgeom.schemas import TABLES
 from sltgeom.train import train_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -47,15 +44,10 @@ def quadratic(a: torch.Tensor, b: torch.Tensor):
     return lambda w, y: 0.5 * w @ a @ w - b @ w
 
 
-def spd(n: int, seed: int, shift: float = 0.5) -> torch.Tensor:
-    m = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return m @ m.T / n + shift * torch.eye(n, dtype=torch.float64)
-
-
 def probe_step(model, loss_fn, d, settings=None):
     """A probe around a hand-made step ``w ← w + d`` (standing in for the optimizer)."""
-    settings = settings or StepSizeSettings(every=1, sharpness_every=1, sharpness_steps=40)
-    probe = StepSizeProbe(settings, lr=0.1, loss_fn=loss_fn)
+    settings = settings or OptimalStepSettings(every=1, sharpness_every=1, sharpness_steps=40)
+    probe = OptimalStepProbe(settings, lr=0.1, loss_fn=loss_fn)
     probe.backward(model, None, None)
     with torch.no_grad():
         model.w += d
@@ -113,66 +105,6 @@ def test_line_scan_widens_narrows_and_is_exact_on_parabolas():
     assert math.isnan(line_minimum(lambda t: t * math.nan, 1.0, 16))
 
 
-def test_top_eigenvalue_is_exact_on_a_full_krylov_space_and_close_on_a_short_one():
-    a = spd(30, 1, shift=0.0)
-    top = float(torch.linalg.eigvalsh(a)[-1])
-    assert top_eigenvalue(lambda v: a @ v, 30, 30, seed=0) == pytest.approx(top, rel=1e-10)
-    gapped = torch.diag(torch.cat([torch.tensor([10.0]), torch.linspace(0, 5, 999)]))
-    short = top_eigenvalue(lambda v: gapped.double() @ v, 1000, 20, seed=0)
-    assert 10.0 * (1 - 1e-6) <= short <= 10.0 * (1 + 1e-12)
-
-
-# --- exact curvature products on a small MLP and CNN ----------------------------------------
-
-
-def small_models():
-    torch.manual_seed(0)
-    mlp = build_model({"type": "ffnn", "widths": [5, 4]}, (1, 3, 3), 3)
-    cnn = nn.Sequential(
-        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)
-    )
-    return {"mlp": (mlp, (1, 3, 3)), "cnn": (cnn, (1, 4, 4))}
-
-
-def dense_references(model, x, y):
-    """Dense H of the mean cross-entropy and G = Jᵀ H_z J, over the flat parameters."""
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    w = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    def unflat(flat):
-        parts = torch.split(flat, [math.prod(s) for s in shapes])
-        return {n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)}
-
-    def logits(flat):
-        return functional_call(model, unflat(flat), (x,)).reshape(-1)
-
-    def loss(flat):
-        return F.cross_entropy(logits(flat).reshape(len(x), -1), y)
-
-    z = logits(w).detach()
-    h_out = hessian(lambda z: F.cross_entropy(z.reshape(len(x), -1), y))(z)
-    jac = jacrev(logits)(w)
-    return hessian(loss)(w), jac.T @ h_out @ jac
-
-
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
-def test_hvp_and_ggn_products_equal_dense_references(kind):
-    model, shape = small_models()[kind]
-    model = model.double()
-    x = torch.randn(6, *shape, dtype=torch.float64)
-    y = torch.tensor([0, 1, 2, 0, 1, 2])
-    h, g = dense_references(model, x, y)
-    batch = MinibatchLoss(model, x, y)
-    for seed in range(3):
-        v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(seed)).double()
-        torch.testing.assert_close(batch.hvp(v), h @ v, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(batch.ggn_vector_product(v), g @ v, rtol=1e-9, atol=1e-12)
-        assert batch.ggn_quadratic(v) == pytest.approx(float(v @ g @ v), rel=1e-9)
-    assert torch.linalg.eigvalsh(g)[0] > -1e-10  # the GGN of cross-entropy is PSD
-    assert not torch.allclose(h, g)  # and not the Hessian: the residual term is there
-
-
 def test_sgd_without_momentum_steps_along_the_gradient(digits_path):
     """d̂ = −g/‖g‖: dir_grad = −‖g‖ and α*/‖g‖ = ‖g‖²/(gᵀHg), gᵀHg from dense autograd."""
     from sltgeom.data import load_dataset
@@ -181,7 +113,7 @@ def test_sgd_without_momentum_steps_along_the_gradient(digits_path):
     x, y = data.x_train[:64].double(), data.y_train[:64]
     model = build_model({"type": "ffnn", "widths": [6]}, data.input_shape, 10).double()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    probe = StepSizeProbe(StepSizeSettings(every=1, sharpness_every=None), lr=0.1)
+    probe = OptimalStepProbe(OptimalStepSettings(every=1, sharpness_every=None), lr=0.1)
     h, _ = dense_references(model, x, y)
     optimizer.zero_grad()
     probe.backward(model, x, y)
@@ -198,10 +130,10 @@ def test_sgd_without_momentum_steps_along_the_gradient(digits_path):
 
 
 def test_sharpness_is_due_about_every_sharpness_every_steps():
-    probe = StepSizeProbe(StepSizeSettings(every=3, sharpness_every=10), lr=0.1)
+    probe = OptimalStepProbe(OptimalStepSettings(every=3, sharpness_every=10), lr=0.1)
     due = [s for s in range(1, 40) if probe.due(s) and probe._sharpness_due(s)]
     assert due == [12, 21, 30]  # the first probed step at or after 10, 20, 30
-    never = StepSizeProbe(StepSizeSettings(every=3, sharpness_every=None), lr=0.1)
+    never = OptimalStepProbe(OptimalStepSettings(every=3, sharpness_every=None), lr=0.1)
     assert not any(never._sharpness_due(s) for s in range(1, 40))
 
 
@@ -219,11 +151,11 @@ def make_run(spec, probe=None, epochs=2):
         "arch_spec": {"type": "ffnn", "widths": [16, 8]}, "optim_spec": spec,
         "batch_size": 64, "start_epoch": 0, "end_epoch": epochs,
     }  # fmt: skip
-    return run if probe is None else {**run, "step_size": probe}
+    return run if probe is None else {**run, "optimal_step": probe}
 
 
 def train(run, digits_path, folder):
-    names = ("training", "steps", "step_size")
+    names = ("training", "steps", "optimal_step")
     outputs = {"checkpoints": folder / "checkpoints", **{n: folder / f"{n}.parquet" for n in names}}
     return train_run(run, digits_path, outputs, device="cpu", progress=False)
 
@@ -239,8 +171,8 @@ def test_probe_leaves_the_trajectory_unchanged(digits_path, tmp_path, spec):
             assert torch.equal(on["model"][key], value), key
     steps = pd.read_parquet(tmp_path / "on" / "steps.parquet")
     pd.testing.assert_frame_equal(steps, pd.read_parquet(tmp_path / "off" / "steps.parquet"))
-    table = pd.read_parquet(tmp_path / "on" / "step_size.parquet")
-    assert list(table.columns) == list(TABLES["step_size"])
+    table = pd.read_parquet(tmp_path / "on" / "optimal_step.parquet")
+    assert list(table.columns) == list(TABLES["optimal_step"])
     assert list(table["step"]) == list(range(2, 47, 2))  # 2 × 23 steps, every second one
     merged = table.merge(steps, on=["step", "epoch"], suffixes=("", "_steps"))
     np.testing.assert_allclose(merged["loss"], merged["loss_steps"], rtol=1e-6)
@@ -250,41 +182,41 @@ def test_probe_leaves_the_trajectory_unchanged(digits_path, tmp_path, spec):
     assert table["alpha_star"].notna().sum() == (~table["negative_curvature"]).sum()
     assert (table["curvature_ggn"] > 0).all() and (table["lr"] == 0.05).all()
     assert (expensive["sharpness"] >= expensive["curvature"] - 1e-6).all()  # λ_max ≥ d̂ᵀHd̂
-    assert pd.read_parquet(tmp_path / "off" / "step_size.parquet").empty
+    assert pd.read_parquet(tmp_path / "off" / "optimal_step.parquet").empty
 
 
 def test_probe_rows_survive_a_run_killed_while_probing(digits_path, tmp_path, monkeypatch):
     run = make_run(SGD, PROBE, epochs=3)
     train(run, digits_path, tmp_path / "ref")
-    measure = StepSizeProbe.measure
+    measure = OptimalStepProbe.measure
 
     def killed_at_step_50(self, model, step, epoch):  # in epoch 3 (steps 47-69)
         if step == 50:
             raise KeyboardInterrupt("killed")
         return measure(self, model, step, epoch)
 
-    monkeypatch.setattr(StepSizeProbe, "measure", killed_at_step_50)
+    monkeypatch.setattr(OptimalStepProbe, "measure", killed_at_step_50)
     with pytest.raises(KeyboardInterrupt):
         train(run, digits_path, tmp_path / "run")
     assert set(list_checkpoints(tmp_path / "run" / ".partial")) == {0, 1, 2}
-    assert not (tmp_path / "run" / "step_size.parquet").exists()
+    assert not (tmp_path / "run" / "optimal_step.parquet").exists()
     monkeypatch.undo()
     train(run, digits_path, tmp_path / "run")
     pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "run" / "step_size.parquet"),
-        pd.read_parquet(tmp_path / "ref" / "step_size.parquet"),
+        pd.read_parquet(tmp_path / "run" / "optimal_step.parquet"),
+        pd.read_parquet(tmp_path / "ref" / "optimal_step.parquet"),
     )
 
 
-def test_a_probed_run_needs_a_step_size_output(digits_path, tmp_path):
+def test_a_probed_run_needs_an_optimal_step_output(digits_path, tmp_path):
     outputs = {"checkpoints": tmp_path / "c", "training": tmp_path / "t", "steps": tmp_path / "s"}
-    with pytest.raises(ValueError, match="step_size"):
+    with pytest.raises(ValueError, match="optimal_step"):
         train_run(make_run(SGD, PROBE), digits_path, outputs, device="cpu", progress=False)
 
 
 def test_diverging_steps_are_recorded_as_nan_without_a_crash(digits_path, tmp_path):
     train(make_run({**SGD, "lr": 1e20}, PROBE), digits_path, tmp_path)
-    table = pd.read_parquet(tmp_path / "step_size.parquet")
+    table = pd.read_parquet(tmp_path / "optimal_step.parquet")
     assert len(table) and table["alpha_star"].isna().any()
 
 
@@ -302,16 +234,16 @@ def test_widths_build_the_notebooks_mlp_as_one_architecture():
 def test_probe_settings_travel_in_the_probed_runs_only(tiny_config):
     tiny = tiny_config["studies"]["tiny"]
     tiny["architectures"].append({"type": "ffnn", "widths": [16, 8]})
-    tiny["probes"] = {"step_size": {"every": 3, "architectures": ["ffnn-16-8"]}}
+    tiny["probes"] = {"optimal_step": {"every": 3, "architectures": ["ffnn-16-8"]}}
     config = validate_config(tiny_config, SCHEMA)
     runs = study_runs("tiny", config["studies"]["tiny"])
     assert sorted({r["architecture"] for r in runs}) == ["ffnn-16-8", "ffnn-1x16"]  # no sweep
-    probed = {r["architecture"]: r.get("step_size") for r in runs}
+    probed = {r["architecture"]: r.get("optimal_step") for r in runs}
     assert probed["ffnn-1x16"] is None
     assert probed["ffnn-16-8"] == {
         "every": 3, "sharpness_every": 200, "sharpness_steps": 16, "line_points": 16,
     }  # fmt: skip
-    assert config["studies"]["tiny_swap"]["probes"] == {"step_size": None}  # off by default
+    assert config["studies"]["tiny_swap"]["probes"] == {"optimal_step": None}  # off by default
 
 
 def _broken(config, mutate) -> str:
@@ -325,16 +257,16 @@ def _broken(config, mutate) -> str:
 @pytest.mark.parametrize(
     ("mutate", "key"),
     [
-        (lambda s: s.update(probes={"step_size": {"every": 0}}), "probes.step_size.every"),
-        (lambda s: s.update(probes={"step_size": {"bogus": 1}}), "probes.step_size"),
+        (lambda s: s.update(probes={"optimal_step": {"every": 0}}), "probes.optimal_step.every"),
+        (lambda s: s.update(probes={"optimal_step": {"bogus": 1}}), "probes.optimal_step"),
         (lambda s: s.update(probes={"sharpness": {}}), "studies.tiny.probes"),
         (
-            lambda s: s.update(probes={"step_size": {"sharpness_every": 0}}),
-            "probes.step_size.sharpness_every",
+            lambda s: s.update(probes={"optimal_step": {"sharpness_every": 0}}),
+            "probes.optimal_step.sharpness_every",
         ),
         (
-            lambda s: s.update(probes={"step_size": {"architectures": ["cnn-k0"]}}),
-            "probes.step_size.architectures",
+            lambda s: s.update(probes={"optimal_step": {"architectures": ["cnn-k0"]}}),
+            "probes.optimal_step.architectures",
         ),
         (
             lambda s: s["architectures"].append({"type": "ffnn", "widths": [8, 0]}),
@@ -361,7 +293,7 @@ def test_bad_probe_or_widths_config_names_the_key(tiny_config, mutate, key):
 
 
 def test_figures_draw_the_probe_and_the_notes_count_negative_curvature():
-    from sltgeom.report import step_size_figures as figures
+    from sltgeom.report import optimal_step_figures as figures
     from sltgeom.report.study import StudySpec
 
     spec = StudySpec(name="s", optimizers={"sgd": "sgd", "ngd": "ngd"})
@@ -379,7 +311,7 @@ def test_figures_draw_the_probe_and_the_notes_count_negative_curvature():
                 "line_min": 0.2 if step % 5 == 0 else math.nan, "lr": 0.01,
             })  # fmt: skip
     table = pd.DataFrame(rows)
-    fig = figures.step_size(table, spec, "t", max_points=400)
+    fig = figures.optimal_step(table, spec, "t", max_points=400)
     names = {trace.name for trace in fig.data}
     assert {"sgd α*", "ngd step", "sgd line-scan min", "ratio 2", "ngd 2/lr"} <= names
     edge = next(trace for trace in fig.data if trace.name == "sgd 2/lr")
@@ -390,4 +322,4 @@ def test_figures_draw_the_probe_and_the_notes_count_negative_curvature():
     assert sum(len(t.x) for t in scatter.data if t.name in spec.optimizers) == 18
     note = figures.curvature_note(table)
     assert "sgd: 0 of 10 negative, 1 uphill" in note and "ngd: 2 of 10 negative" in note
-    assert figures.step_size(table.iloc[0:0], spec, "t", 400) is None
+    assert figures.optimal_step(table.iloc[0:0], spec, "t", 400) is None
