@@ -12,9 +12,9 @@ from conftest import SCHEMA
 
 from sltgeom.analysis import stage
 from sltgeom.analysis.generalisation import generalisation_table
-from sltgeom.analysis.llc_settings import LLC_PRESETS, llc_settings
+from sltgeom.analysis.llc.settings import LLC_PRESETS, llc_settings
 from sltgeom.analysis.measurement import subset
-from sltgeom.analysis.toy import measure_toy
+from sltgeom.analysis.minimally_singular import measure_toy
 from sltgeom.config import validate_config
 from sltgeom.preemption import preemptible
 from sltgeom.schemas import EXTRA_DETAIL, TABLES

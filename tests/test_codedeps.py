@@ -216,7 +216,7 @@ def test_every_scripted_rule_runs_a_launcher_and_lists_its_scripts_fingerprint(r
 def test_rules_reach_only_the_code_they_run(rules):
     workdir, parsed = rules
     code = {name: reached(workdir, rule) for name, rule in parsed.items() if rule["code"]}
-    sgld = "sltgeom.analysis.sgld:sgld_step"
+    sgld = "sltgeom.analysis.llc.sampler:sgld_step"
     assert {name for name, found in code.items() if sgld in found} == {
         "llc",
         "minimally_singular",

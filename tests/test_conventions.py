@@ -87,4 +87,4 @@ def test_the_rhat_limit_is_written_once():
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Constant) and node.value == 1.05
     ]
-    assert found == ["analysis/convergence.py"]
+    assert found == ["analysis/llc/convergence.py"]

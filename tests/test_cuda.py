@@ -16,8 +16,8 @@ from torch import nn
 
 from sltgeom.analysis.hessian import exact_eigenvalues, top_eigenvalues
 from sltgeom.analysis.hvp import HVPOperator
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.toy import toy_problem
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
+from sltgeom.analysis.minimally_singular import toy_problem
 from sltgeom.optim import build_optimizer
 from sltgeom.train import RunState, train_epoch
 

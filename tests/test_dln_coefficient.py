@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from sltgeom.analysis.known_llc import (
+from sltgeom.analysis.llc.known import (
     CASES,
     DLN_DEPTHS,
     DLN_LARGE,

@@ -14,8 +14,9 @@ import torch
 from test_llc import trained_mlp
 from torch import nn
 
-from sltgeom.analysis import convergence
-from sltgeom.analysis.known_llc import (
+from sltgeom.analysis.llc import convergence
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
+from sltgeom.analysis.llc.known import (
     CASES,
     FAST_CASES,
     case_problem,
@@ -23,16 +24,15 @@ from sltgeom.analysis.known_llc import (
     rrr_learning_coefficient,
     validate_case,
 )
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.llc_schedule import (
+from sltgeom.analysis.llc.schedule import (
     BURN_IN_CHECKS,
     auto_burn_in,
     checked_burn_in,
     pilot_acceptance,
     top_curvature,
 )
-from sltgeom.analysis.llc_settings import llc_settings
-from sltgeom.analysis.toy import toy_problem
+from sltgeom.analysis.llc.settings import llc_settings
+from sltgeom.analysis.minimally_singular import toy_problem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of sltgeom.analysis.llc / .sgld: closed forms, engine agreement, MALA/WBIC, flags."""
+"""Tests of sltgeom.analysis.llc.estimate / .sampler: closed forms, engines, MALA/WBIC, flags."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from sltgeom.analysis import sgld
-from sltgeom.analysis.llc import LLCSettings, estimate_llc, summarize, trace_rise_test
-from sltgeom.analysis.sgld import full_loss, mala_log_accept
-from sltgeom.analysis.toy import toy_problem
+from sltgeom.analysis.llc import sampler
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc, summarize, trace_rise_test
+from sltgeom.analysis.llc.sampler import full_loss, mala_log_accept
+from sltgeom.analysis.minimally_singular import toy_problem
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -296,7 +296,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
         return fail
 
-    monkeypatch.setattr(sgld, "_COMPILED", {})
+    monkeypatch.setattr(sampler, "_COMPILED", {})
     monkeypatch.setattr(torch, "compile", broken_compile)
     model, x, y = trained_mlp(n=64)
     s = replace(AGREE, chains=2, draws=10, batch_size=16)
@@ -321,7 +321,7 @@ def test_compiles_more_problems_than_torchs_recompile_limit(recwarn):
     """torch allows 8 recompilations of one function; a process analysing many models must not
     fall back to eager sampling after the eighth (it did, with a "Hard failure" warning)."""
     s = replace(AGREE, chains=2, draws=3, burn_in=1, batch_size=8)
-    for hidden in range(2, 2 + sgld.RECOMPILES // 6):
+    for hidden in range(2, 2 + sampler.RECOMPILES // 6):
         model = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
         x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
         estimate_llc(model, x, y, s)

@@ -1,5 +1,5 @@
-"""Tests of the preconditioned SGLD kernel (sltgeom.analysis.sgld) and the adapted diagonal
-preconditioner (sltgeom.analysis.llc_adaptation): the kernel's MALA ratio against the proposal
+"""Tests of the preconditioned SGLD kernel (sltgeom.analysis.llc.sampler) and the adapted diagonal
+preconditioner (sltgeom.analysis.llc.preconditioner): the kernel's MALA ratio against the proposal
 densities, its stationary variances against a closed form, the adaptation on an ill-conditioned
 posterior with a closed-form LLC, and the settings' errors."""
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.llc_adaptation import growth, next_preconditioner, window_variance
-from sltgeom.analysis.sgld import mala_log_accept, sample_chains
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
+from sltgeom.analysis.llc.preconditioner import growth, next_preconditioner, window_variance
+from sltgeom.analysis.llc.sampler import mala_log_accept, sample_chains
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of sltgeom.analysis.noise: the counter-based N(0, 1) draws of the LLC samplers.
+"""Tests of sltgeom.analysis.llc.noise: the counter-based N(0, 1) draws of the LLC samplers.
 
 Bounds are 5 standard errors of the statistic under the null (independent N(0, 1) draws), so a
 correct generator fails one of them with probability about 10⁻⁶ each.
@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sltgeom.analysis import noise
+from sltgeom.analysis.llc import noise
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -86,7 +86,7 @@ def test_lazy_training_code_reruns_the_experiments_that_run_it_and_the_report(
 
 
 def test_the_sgld_step_reruns_the_llc_jobs_and_what_reads_their_tables(workflow_dir, every_job):
-    sgld = workflow_dir / LIBRARY / "analysis" / "sgld.py"
+    sgld = workflow_dir / LIBRARY / "analysis" / "llc" / "sampler.py"
     with edited(sgld, in_function("sgld_step", "# the move, then its MALA ratio")):
         assert planned(workflow_dir) == set()
     with edited(sgld, lambda text: in_docstring(text, "sgld_step")):

@@ -7,9 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.llc_settings import llc_settings
-from sltgeom.analysis.toy import MinimallySingular, minimally_singular_loss, toy_problem
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
+from sltgeom.analysis.llc.settings import llc_settings
+from sltgeom.analysis.minimally_singular import (
+    MinimallySingular,
+    minimally_singular_loss,
+    toy_problem,
+)
 
 D = 10_000  # the flat d − r directions do not enter λ̂; d = 10⁵ (seed 002) is in bench_known_llc
 
@@ -54,7 +58,7 @@ def test_toy_model_and_loss():
     ("r", "max_probes", "rank", "bound"), [(300, 1000, 300, False), (300, 120, 120, True)]
 )
 def test_toy_rank_at_r_equal_d_and_with_capped_probes(r, max_probes, rank, bound):
-    from sltgeom.analysis.toy import toy_measurement
+    from sltgeom.analysis.minimally_singular import toy_measurement
     from sltgeom.schemas import TABLES
 
     sampler = {"chains": 2, "draws": 50, "burn_in": 50, "step_size": 1e-4}

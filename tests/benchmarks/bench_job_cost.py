@@ -39,10 +39,10 @@ from types import SimpleNamespace
 import torch
 import yaml
 
-from sltgeom.analysis.llc import estimate_llc
-from sltgeom.analysis.llc_settings import LLCSettings, llc_settings
+from sltgeom.analysis.llc.estimate import estimate_llc
+from sltgeom.analysis.llc.settings import LLCSettings, llc_settings
 from sltgeom.analysis.measurement import measure_function
-from sltgeom.analysis.toy import toy_measurement
+from sltgeom.analysis.minimally_singular import toy_measurement
 from sltgeom.config import (
     architectures,
     optimizer_variants,

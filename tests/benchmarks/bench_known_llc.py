@@ -2,9 +2,9 @@
 
     python tests/benchmarks/bench_known_llc.py [--cases a,b] [--threads 1]
 
-Prints one row per case (sltgeom.analysis.known_llc.CASES) and exits 1 if a case's λ̂ lies
+Prints one row per case (sltgeom.analysis.llc.known.CASES) and exits 1 if a case's λ̂ lies
 outside ±10% of λ (±3% for the toy; for a full-rank-A point, of the interval between the
-global and the local λ, see sltgeom.analysis.known_llc). The table in docs/llc.md comes from
+global and the local λ, see sltgeom.analysis.llc.known). The table in docs/llc.md comes from
 this script.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from sltgeom.analysis.known_llc import CASES, validate_case
+from sltgeom.analysis.llc.known import CASES, validate_case
 
 HEADER = (
     "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | halvings | retries | R̂ | ESS | seconds"

@@ -61,7 +61,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 
 # The seeds' sampler settings (as in the prior measurement): ε = 1e-4, γ = 100, B = 64, nβ = B/ln B.
 SETTINGS = LLCSettings(

@@ -10,7 +10,7 @@ draws and retries: the load-independent cost), wall seconds, the burn-in and whe
 cut it, R̂; then the ratios plain / preconditioned of gradients and seconds. Cases:
 
 * ``dln``: the deep linear network of 22 400 parameters (widths 100-80-80-100, rank 20) at its
-  most singular true parameter (``sltgeom.analysis.known_llc``), λ = 3 333.5;
+  most singular true parameter (``sltgeom.analysis.llc.known``), λ = 3 333.5;
 * ``fashion``: an FFNN 1×64 (50 890 parameters) trained for 10 epochs by SGD (lr 0.01,
   Nesterov momentum 0.9, batch 128: config/fashion.yaml's SGD) on the real Fashion-MNIST,
   read from the Debian package's IDX files (``apt-get install dataset-fashion-mnist``);
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sltgeom.analysis.known_llc import CASES, case_problem
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
-from sltgeom.analysis.toy import toy_problem
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
+from sltgeom.analysis.llc.known import CASES, case_problem
+from sltgeom.analysis.minimally_singular import toy_problem
 from sltgeom.models import init_model
 from sltgeom.optim import build_optimizer
 from sltgeom.train import RunState, train_epoch

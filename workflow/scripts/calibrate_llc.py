@@ -5,7 +5,7 @@ import sys
 import sltgeom_path
 import torch
 
-from sltgeom.analysis.calibration import calibrate_checkpoint
+from sltgeom.analysis.llc.calibration import calibrate_checkpoint
 from sltgeom.tables import write_parquet
 
 sys.stderr = open(snakemake.log[0], "w")

@@ -6,9 +6,9 @@ import pandas as pd
 import sltgeom_path
 import torch
 
-from sltgeom.analysis.llc_settings import llc_settings
+from sltgeom.analysis.llc.settings import llc_settings
+from sltgeom.analysis.minimally_singular import toy_measurement
 from sltgeom.analysis.stage import analysis_seed
-from sltgeom.analysis.toy import toy_measurement
 from sltgeom.device import resolve_device
 from sltgeom.schemas import conform
 from sltgeom.tables import write_parquet

@@ -26,7 +26,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .analysis.llc_settings import llc_settings
+from .analysis.llc.settings import llc_settings
 from .architectures import LENETS, architecture_name, lenet_features
 from .config_errors import TYPE_CHECKER, explain, show
 from .data.registry import DATASETS

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from sltgeom.analysis.llc import estimate_llc
-from sltgeom.analysis.llc_settings import llc_settings
+from sltgeom.analysis.llc.estimate import estimate_llc
+from sltgeom.analysis.llc.settings import llc_settings
 from sltgeom.analysis.measurement import Measurement
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sltgeom.analysis.convergence import RHAT_THRESHOLD
+from sltgeom.analysis.llc.convergence import RHAT_THRESHOLD
 
 from ..layout import STUDY_RUN
 

@@ -26,7 +26,7 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from .. import layout
-from ..analysis.convergence import RHAT_THRESHOLD
+from ..analysis.llc.convergence import RHAT_THRESHOLD
 from ..analysis.llc_difference import nan_left_out
 from ..atomic import atomic_output
 from . import diagnostics, lazy_figures, minimally_singular_figures, provenance

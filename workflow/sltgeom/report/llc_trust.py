@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sltgeom.analysis.convergence import RHAT_THRESHOLD
+from sltgeom.analysis.llc.convergence import RHAT_THRESHOLD
 
 # Flags of estimates that stay on the value scale, marked with an x in the figures.
 ON_SCALE_FLAGS = ("trace_rising", "negative_llc", "burn_in_capped")

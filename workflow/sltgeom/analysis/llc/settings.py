@@ -23,7 +23,7 @@ class LLCSettings:
     """Sampler settings. The defaults pass the known-λ validation suite (docs/llc.md).
 
     step_size: a number, or ``"auto"``: decided per checkpoint from the top Hessian eigenvalue
-    and a pilot's same-batch MALA acceptance (:mod:`.llc_schedule`; ``step_scale``,
+    and a pilot's same-batch MALA acceptance (:mod:`.schedule`; ``step_scale``,
     ``min_acceptance``), checked again by pilots from the chains' states during the burn-in
     (fast engine) and frozen for the draws. burn_in: a number of steps, or ``"auto"``: a
     diffusion time ``burn_in_scale``/γ (``burn_in_scale``/(εγ) steps at a constant ε), the time
@@ -39,7 +39,7 @@ class LLCSettings:
     init_loss: L(w*) on the ``"full"`` training set, or ``"devinterp"``: the mean over
     ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
     preconditioner: ``"none"`` (plain SGLD), ``"diagonal"``: a per-parameter preconditioner
-    adapted during the burn-in and frozen for the draws (:mod:`.llc_adaptation`; fast engine,
+    adapted during the burn-in and frozen for the draws (:mod:`.preconditioner`; fast engine,
     SGLD, automatic ε and burn-in), or ``"auto"``: diagonal where it applies, else none
     (:meth:`resolve_preconditioner`); once the adaptation has settled the chains run
     ``settle`` × its steps more under the frozen kernel before the draws.

@@ -7,7 +7,7 @@ relaxes in 1/(εγ) steps), so the steps to an estimate grow with the condition 
 nβ·h_max/γ: 10⁴–10⁸ for deep networks, layers of different scales and real data at nβ = n/ln n.
 
 The kernel. For a fixed positive diagonal P, w ← w − ε/2·P·D(w) + √ε·P^½·ξ is plain SGLD in the
-coordinates z = P^-½·w (:mod:`.sgld`), so it has the same stationary law. With P_i the posterior
+coordinates z = P^-½·w (:mod:`.sampler`), so it has the same stationary law. With P_i the posterior
 variance of w_i, a Gaussian direction of stiffness k_i = nβ·h_i + γ has P_i·k_i = 1 in z: every
 direction relaxes in ~1/ε steps and ε no longer depends on the conditioning. The variance, not
 an inverse curvature estimate, is adapted (as Stan adapts its mass matrix): a direction the
@@ -15,7 +15,7 @@ chains have not yet explored has a variance *below* its equilibrium one, so its 
 small rather than unstable, and minibatch noise does not enter it.
 
 Adaptation (Stan's windowed warm-up, doubling windows). Window 0 is plain SGLD at the plain step
-(:func:`.llc_schedule.auto_step_size`, on the Hessian's top eigenvalue). After each window the
+(:func:`.schedule.auto_step_size`, on the Hessian's top eigenvalue). After each window the
 per-parameter variance of the chains' states over that window (pooled over chains and steps), or
 the inverse of the mean stiffness E[D_i²] where that is smaller (:func:`next_preconditioner`),
 becomes P (at most 1/γ, the variance the localization alone allows; at least ``FLOOR`` times the
@@ -44,7 +44,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from sltgeom.analysis.llc_schedule import (
+from sltgeom.analysis.llc.sampler import sample_chains
+from sltgeom.analysis.llc.schedule import (
     HALVINGS,
     MIN_BURN_IN,
     PILOT_STEPS,
@@ -52,7 +53,6 @@ from sltgeom.analysis.llc_schedule import (
     pilot_acceptance,
     stage_seed,
 )
-from sltgeom.analysis.sgld import sample_chains
 
 FIRST_WINDOW = 100  # steps; windows double
 WINDOW_RELAXATIONS = 10  # and span at least 10/ε steps: ten relaxation times at P·k = 1

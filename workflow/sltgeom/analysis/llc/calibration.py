@@ -1,8 +1,8 @@
 """LLC sampler calibration at one checkpoint: a sweep over step size ε and localization γ.
 
-Rows as :func:`sltgeom.analysis.llc.calibrate`, keyed by run and epoch. How to read them is in
-docs/llc.md: prefer the largest ε whose chains are flat (no ``trace_rising``), with no negative
-or below-init flags, and an LLC that is stable between neighbouring ε.
+Rows as :func:`sltgeom.analysis.llc.estimate.calibrate`, keyed by run and epoch. How to read
+them is in docs/llc.md: prefer the largest ε whose chains are flat (no ``trace_rising``), with
+no negative or below-init flags, and an LLC that is stable between neighbouring ε.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sltgeom.analysis.llc import calibrate
-from sltgeom.analysis.llc_settings import llc_settings
+from sltgeom.analysis.llc.estimate import calibrate
+from sltgeom.analysis.llc.settings import llc_settings
 from sltgeom.analysis.stage import analysis_seed, load_model
 from sltgeom.checkpoint import checkpoint_path
 from sltgeom.data import load_dataset

@@ -12,7 +12,8 @@ and SGLD with step ε has stationary variance 1/(k(1 - εk/4)), k = 2nβ + γ, i
 bias ≈ εk/4; the variance relaxes like exp(-εk·t), so burn-in must be ≫ 1/(εk) steps.
 
 The loss does not depend on data; ``n`` only enters through nβ (default n/ln n). Use
-:func:`toy_problem` to get (model, x, y, loss_fn) for :func:`sltgeom.analysis.llc.estimate_llc`.
+:func:`toy_problem` to get (model, x, y, loss_fn) for
+:func:`sltgeom.analysis.llc.estimate.estimate_llc`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from sltgeom.analysis.hessian import hessian_rank
 from sltgeom.analysis.hvp import HVPOperator
-from sltgeom.analysis.llc import estimate_llc
+from sltgeom.analysis.llc.estimate import estimate_llc
 from sltgeom.analysis.measurement import Measurement
 
 

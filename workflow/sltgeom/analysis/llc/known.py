@@ -23,7 +23,7 @@
   W_l → M_l·W_l·M_{l−1}⁻¹ with random invertible M_l on every hidden layer. Both moves are
   symmetries of the model (the same function near every point of the orbit), so λ is unchanged;
   only the conditioning of the loss at w₀ differs.
-* The minimally singular toy (:mod:`.toy`): λ = r/2.
+* The minimally singular toy (:mod:`sltgeom.analysis.minimally_singular`): λ = r/2.
 
 Data are noiseless (y = f(x; w₀), x ~ N(0, I_M)) so that w₀ is the minimum of the empirical
 loss L_n = ½·mean‖y − f(x)‖² and the estimator's target is λ itself: with noisy labels the LLC at
@@ -41,7 +41,7 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from sltgeom.analysis.llc import LLCSettings, estimate_llc
+from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 
 POINTS = ("minimal", "full_rank_a", "regular", "rescaled", "conjugated")
 
@@ -281,7 +281,7 @@ def case_problem(case: KnownCase, seed: int = 0):
     """(model at w₀, x, y, loss_fn) of a case; noiseless labels y = f(x; w₀)."""
     gen = torch.Generator().manual_seed(seed)
     if case.kind == "toy":
-        from sltgeom.analysis.toy import toy_problem
+        from sltgeom.analysis.minimally_singular import toy_problem
 
         return toy_problem(case.m, case.r, case.n)
     x = torch.randn(case.n, case.m, generator=gen)

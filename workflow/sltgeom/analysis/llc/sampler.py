@@ -14,7 +14,7 @@ D(w) = nβ·∇L_B(w) + γ(w - w*) (L_B: mean loss of a minibatch B),
 ζ₀ = A; devinterp's SGNHT has no localization term, so γ = 0 reproduces it.) P is a fixed
 positive diagonal preconditioner (a (d,) tensor; P = 1 is devinterp's SGLD): for any fixed P the
 move is a Langevin step in the coordinates z = P^-½·w, whose stationary law (as ε → 0) is the
-same posterior; :mod:`.llc_adaptation` adapts P during a burn-in and freezes it for the draws.
+same posterior; :mod:`.preconditioner` adapts P during a burn-in and freezes it for the draws.
 
 The parameters of C chains are held as one (C, d) tensor. One step (:func:`sgld_step`,
 :func:`sgnht_step`) slices the chains' minibatches from the data tensors, evaluates the loss
@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
-from sltgeom.analysis.noise import StepKeys, gaussians
+from sltgeom.analysis.llc.noise import StepKeys, gaussians
 
 
 @dataclass

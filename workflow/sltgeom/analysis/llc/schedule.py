@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from sltgeom.analysis.hessian import top_eigenvalues
 from sltgeom.analysis.hvp import HVPOperator
-from sltgeom.analysis.sgld import sample_chains
+from sltgeom.analysis.llc.sampler import sample_chains
 
 CURVATURE_SAMPLES = 4096
 LANCZOS_STEPS = 20

@@ -9,7 +9,7 @@ with the expectation taken over SGLD (or SGNHT) draws, one value per chain; ``ll
 inverse temperature is nβ = n/ln n (Watanabe's WBIC temperature); ``nbeta="batch"`` selects
 devinterp's / the seeds' B/ln B (B: batch size).
 
-Engines: ``"fast"`` (default) advances all chains together, vectorised (:mod:`.sgld`);
+Engines: ``"fast"`` (default) advances all chains together, vectorised (:mod:`.sampler`);
 ``"devinterp"`` calls devinterp 1.3.2's ``estimate_learning_coeff_with_summary`` (reference).
 Both take L_n(w*) on the full training set and record the minibatch loss at every draw.
 See docs/llc.md for the calibration procedure.
@@ -32,17 +32,17 @@ from scipy import stats
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from sltgeom.analysis import convergence, sgld
-from sltgeom.analysis.llc_adaptation import MAX_STEP, adapted_burn_in
-from sltgeom.analysis.llc_schedule import (
+from sltgeom.analysis.llc import convergence, sampler
+from sltgeom.analysis.llc.preconditioner import MAX_STEP, adapted_burn_in
+from sltgeom.analysis.llc.sampler import full_loss, sample_chains
+from sltgeom.analysis.llc.schedule import (
     Schedule,
     auto_burn_in,
     checked_burn_in,
     resolve_schedule,
     stage_seed,
 )
-from sltgeom.analysis.llc_settings import AUTO, ENGINES, LLCSettings
-from sltgeom.analysis.sgld import full_loss, sample_chains
+from sltgeom.analysis.llc.settings import AUTO, ENGINES, LLCSettings
 
 ACCEPTANCE_MARGIN = 0.02
 
@@ -226,7 +226,7 @@ def estimate_llc(
 
     λ̂ = nβ·(mean over draws of L_B(w_t) - L(w*)) per chain, n = len(x); L(w*) is computed on
     the full set (``init_loss="full"``). ``"auto"`` step size and burn-in are decided first
-    (:mod:`.llc_schedule`, always with the fast engine's pilot; on the fast engine an automatic ε
+    (:mod:`.schedule`, always with the fast engine's pilot; on the fast engine an automatic ε
     is checked during the burn-in and frozen before the draws); if a chain diverges the estimate
     is rerun with ε/4, and if an automatic ε gives a same-batch acceptance below
     ``min_acceptance`` − 0.02 over the draws, with ε/2; at most ``max_retries`` reruns.
@@ -244,7 +244,7 @@ def estimate_llc(
     model = _model_on(model, device)
     x, y = x.to(device), y.to(device)
     nbeta, n = settings.resolve_nbeta(len(x)), len(x)
-    start, evaluated = time.perf_counter(), sgld.evaluations()
+    start, evaluated = time.perf_counter(), sampler.evaluations()
     loss_init = _init_loss(model, x, y, loss_fn, settings)
     schedule = resolve_schedule(model, x, y, loss_fn, settings, nbeta, compile)
     run = replace(settings, step_size=schedule.step_size, burn_in=schedule.burn_in)
@@ -259,15 +259,15 @@ def estimate_llc(
             run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(*traces, loss_init, nbeta, n, engine, run, seconds)
-    gradients = (sgld.evaluations() - evaluated) // settings.chains
+    gradients = (sampler.evaluations() - evaluated) // settings.chains
     return replace(res, retries=attempt, schedule=schedule, requested=settings, gradients=gradients)
 
 
 def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule, attempt: int):
     """One estimate at ``run``'s ε and burn-in: ((loss, MALA) traces, the settings the draws ran
     with, the schedule). With an automatic ε on the fast engine the burn-in is checked at the
-    chains' states and may lower ε before the draws (:func:`.llc_schedule.checked_burn_in`), or
-    adapts a preconditioner (:func:`.llc_adaptation.adapted_burn_in`)."""
+    chains' states and may lower ε before the draws (:func:`.schedule.checked_burn_in`), or
+    adapts a preconditioner (:func:`.preconditioner.adapted_burn_in`)."""
     model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar = call
     progress = bar if not bar.disable else False
     _show(bar, f"LLC burn-in (attempt {attempt + 1})" if attempt else "LLC burn-in")
