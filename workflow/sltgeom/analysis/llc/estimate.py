@@ -39,8 +39,8 @@ from sltgeom.analysis.llc.schedule import (
     Schedule,
     auto_burn_in,
     checked_burn_in,
+    phase_seed,
     resolve_schedule,
-    stage_seed,
 )
 from sltgeom.analysis.llc.settings import AUTO, ENGINES, LLCSettings
 
@@ -280,7 +280,7 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
                 schedule, burn_in=run.burn_in, burn_in_capped=_capped(requested, run)
             )
         return traces, run, schedule
-    seeded = replace(run, seed=stage_seed(run.seed, 2000 + attempt)) if attempt else run
+    seeded = replace(run, seed=phase_seed(run.seed, 2000 + attempt)) if attempt else run
     burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile, progress)
     run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
     checked = {"pilot_acceptance": burn.acceptance} if math.isfinite(burn.acceptance) else {}
@@ -302,7 +302,7 @@ def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
     """One estimate whose burn-in adapts a diagonal preconditioner, frozen for the draws; a
     retry searches ε below the last attempt's (``run.step_size``, already reduced)."""
     model, x, y, loss_fn, nbeta, loss_init, _, compile, bar = call
-    seeded = replace(run, seed=stage_seed(run.seed, 2000 + attempt)) if attempt else run
+    seeded = replace(run, seed=phase_seed(run.seed, 2000 + attempt)) if attempt else run
     max_step = run.step_size if attempt else MAX_STEP
     problem = (model, x, y, loss_fn, seeded, requested, nbeta, compile, loss_init)
     burn = adapted_burn_in(*problem, schedule.step_size, max_step, bar)
@@ -325,7 +325,7 @@ def _draws(call, run: LLCSettings, attempt: int, state, precond=None):
     """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel."""
     model, x, y, loss_fn, nbeta, _, _, compile, bar = call
     _show(bar, "LLC draws", total=run.draws)
-    draws = replace(run, burn_in=0, seed=stage_seed(run.seed, 1000 + attempt))
+    draws = replace(run, burn_in=0, seed=phase_seed(run.seed, 1000 + attempt))
     progress = bar if not bar.disable else False
     out = sample_chains(
         model,

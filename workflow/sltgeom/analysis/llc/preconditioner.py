@@ -50,8 +50,8 @@ from sltgeom.analysis.llc.schedule import (
     MIN_BURN_IN,
     PILOT_STEPS,
     largest_accepted,
+    phase_seed,
     pilot_acceptance,
-    stage_seed,
 )
 
 FIRST_WINDOW = 100  # steps; windows double
@@ -134,7 +134,7 @@ class _Adaptation:
         device = problem[1].device
         self.precond = torch.full((d,), plain_step, dtype=torch.float64, device=device)
         self.eps, self.max_step = 1.0, max_step
-        self.state, self.steps, self.pilot_steps, self.stage = None, 0, 0, 0
+        self.state, self.steps, self.pilot_steps, self.phase = None, 0, 0, 0
         self.acceptance = float("nan")
 
     def advance(self, steps: int, moments: bool):
@@ -143,14 +143,14 @@ class _Adaptation:
         ``HALVINGS`` times)."""
         steps = max(steps, 2)
         for _ in range(HALVINGS):
-            self.stage += 1
+            self.phase += 1
             seg = replace(
                 self.run,
                 step_size=self.eps,
                 burn_in=0,
                 draws=steps,
                 mala="consecutive",
-                seed=stage_seed(self.run.seed, self.stage),
+                seed=phase_seed(self.run.seed, self.phase),
             )
             out = sample_chains(
                 *self.problem[:4],
@@ -174,7 +174,7 @@ class _Adaptation:
         model, x, y, loss_fn, nbeta, compile = self.problem
 
         def accepted(eps: float) -> tuple[bool, float]:
-            self.stage += 1
+            self.phase += 1
             rate = pilot_acceptance(
                 model,
                 x,
@@ -185,7 +185,7 @@ class _Adaptation:
                 eps,
                 compile,
                 init=self.state,
-                seed=stage_seed(self.run.seed, 5000 + self.stage),
+                seed=phase_seed(self.run.seed, 5000 + self.phase),
                 precond=self.precond,
             )
             self.pilot_steps += PILOT_STEPS

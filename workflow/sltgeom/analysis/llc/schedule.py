@@ -165,10 +165,10 @@ def resolve_schedule(model, x, y, loss_fn, settings, nbeta: float, compile: bool
     return replace(schedule, burn_in=int(settings.burn_in))
 
 
-def stage_seed(seed: int, stage: int) -> int:
-    """An independent sampler seed for stage ``stage`` of one estimate (burn-in segments, checks,
-    draws), so that no two stages repeat a noise stream."""
-    return int(np.random.SeedSequence([int(seed), stage]).generate_state(1)[0])
+def phase_seed(seed: int, phase: int) -> int:
+    """An independent sampler seed for phase ``phase`` of one estimate (burn-in segments, checks,
+    draws), so that no two phases repeat a noise stream."""
+    return int(np.random.SeedSequence([int(seed), phase]).generate_state(1)[0])
 
 
 def checked_burn_in(
@@ -188,13 +188,13 @@ def checked_burn_in(
     """
     eps, state, steps, elapsed = float(run.step_size), None, 0, 0.0
     halvings, accept, capped, checked_at = 0, float("nan"), False, 0
-    for stage, frac in enumerate((*BURN_IN_CHECKS, 1.0)):
+    for phase, frac in enumerate((*BURN_IN_CHECKS, 1.0)):
         while True:  # a segment that diverges is redone from its start with ε/2
             segment, short = _segment(run, requested, frac, steps, elapsed, eps)
             if segment <= 0:
                 break
             call = (model, x, y, loss_fn, run, nbeta, compile, progress)
-            moved = _advance(call, eps, segment, state, stage)
+            moved = _advance(call, eps, segment, state, phase)
             if torch.isfinite(moved).all() or halvings == HALVINGS:
                 break
             eps, halvings = eps / 2, halvings + 1
@@ -209,7 +209,7 @@ def checked_burn_in(
             continue
         checked_at = steps
         while halvings < HALVINGS:
-            seed = stage_seed(run.seed, 100 + stage * HALVINGS + halvings)
+            seed = phase_seed(run.seed, 100 + phase * HALVINGS + halvings)
             accept = pilot_acceptance(
                 model, x, y, loss_fn, run, nbeta, eps, compile, init=state, seed=seed
             )
@@ -234,7 +234,7 @@ def _segment(run, requested, frac: float, steps: int, elapsed: float, eps: float
     return min(wanted, room), wanted > room
 
 
-def _advance(call, eps, steps, state, stage) -> Tensor:
+def _advance(call, eps, steps, state, phase) -> Tensor:
     """The chains' state after ``steps`` (≥ 2) unscored SGLD steps of size ε from ``state``."""
     model, x, y, loss_fn, run, nbeta, compile, progress = call
     steps = max(steps, 2)
@@ -244,7 +244,7 @@ def _advance(call, eps, steps, state, stage) -> Tensor:
         burn_in=steps - 2,
         draws=2,
         mala="consecutive",
-        seed=stage_seed(run.seed, stage),
+        seed=phase_seed(run.seed, phase),
     )
     out = sample_chains(
         model, x, y, loss_fn, seg, nbeta, compile=compile, init=state, progress=progress
