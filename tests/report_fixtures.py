@@ -56,6 +56,8 @@ LLC_SCHEDULE = {
     "llc_max_burn_in": 50_000,
     "llc_max_retries": 2,
     "llc_init_loss": "full",
+    "llc_preconditioner": "diagonal",
+    "llc_settle": 0.25,
     "llc_step_rule": "auto",
     "llc_burn_in_rule": "auto",
 }
@@ -278,6 +280,9 @@ def _trust_columns(case: str | None, sizes: Sizes, rng) -> dict:
         "hessian_top": 50.0 + rng.random(),
         "pilot_acceptance": 0.97,
         "burn_in_halvings": 0,
+        "precond_spread": 1e3 * (1 + rng.random()),
+        "adapt_windows": 5,
+        "sampler_gradients": 20_000,
         **LLC_SCHEDULE,
     }
 
