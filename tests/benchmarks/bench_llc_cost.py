@@ -20,17 +20,16 @@ cut it, R̂; then the ratios plain / preconditioned of gradients and seconds. Ca
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.known import CASES, case_problem
 from sltgeom.analysis.minimally_singular import toy_problem
+from sltgeom.data.formats import read_idx
 from sltgeom.models import init_model
 from sltgeom.optim import build_optimizer
 from sltgeom.train import RunState, train_epoch
@@ -40,20 +39,11 @@ SGD = {"type": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True}
 FFNN = {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": 64}
 
 
-def idx(path: Path) -> np.ndarray:
-    """An IDX file (gzipped) as an array."""
-    with gzip.open(path) as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def fashion_problem(folder: Path):
     """(FFNN 1×64 after 10 SGD epochs, x, y, None) on the standardised Fashion-MNIST train set."""
-    x = torch.tensor(idx(folder / "train-images-idx3-ubyte.gz"), dtype=torch.float32) / 255
+    x = torch.tensor(read_idx(folder / "train-images-idx3-ubyte.gz"), dtype=torch.float32) / 255
     x = ((x - x.mean()) / x.std()).unsqueeze(1)
-    y = torch.tensor(idx(folder / "train-labels-idx1-ubyte.gz"), dtype=torch.long)
+    y = torch.tensor(read_idx(folder / "train-labels-idx1-ubyte.gz"), dtype=torch.long)
     model = init_model(FFNN, tuple(x.shape[1:]), 10, seed=0)
     gen = torch.Generator().manual_seed(0)
     state = RunState(model, build_optimizer(model.parameters(), SGD), gen, 0)
