@@ -269,19 +269,18 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
     chains' states and may lower ε before the draws (:func:`.schedule.checked_burn_in`), or
     adapts a preconditioner (:func:`.preconditioner.adapted_burn_in`)."""
     model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar = call
-    progress = bar if not bar.disable else False
     _show(bar, f"LLC burn-in (attempt {attempt + 1})" if attempt else "LLC burn-in")
     if requested.preconditioner == "diagonal":
         return _adapted_attempt(call, run, requested, schedule, attempt)
     if not (engine == "fast" and requested.step_size == AUTO):
-        traces = _traces(model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, progress)
+        traces = _traces(model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, bar)
         if requested.burn_in == AUTO:  # the burn-in of this attempt, and whether it was capped
             schedule = replace(
                 schedule, burn_in=run.burn_in, burn_in_capped=_capped(requested, run)
             )
         return traces, run, schedule
-    seeded = replace(run, seed=phase_seed(run.seed, 2000 + attempt)) if attempt else run
-    burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile, progress)
+    seeded = _attempt_seeded(run, attempt)
+    burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile, bar)
     run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
     checked = {"pilot_acceptance": burn.acceptance} if math.isfinite(burn.acceptance) else {}
     schedule = replace(
@@ -291,10 +290,6 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
         burn_in_halvings=burn.halvings,
         **checked,
     )
-    if burn.state is not None and not torch.isfinite(burn.state).all():
-        # diverged in the burn-in: NaN traces, so that the caller reruns with ε/4
-        nan = np.full((run.chains, run.draws), np.nan)
-        return (nan, nan[:, 1:]), run, schedule
     return _draws(call, run, attempt, burn.state), run, schedule
 
 
@@ -302,7 +297,7 @@ def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
     """One estimate whose burn-in adapts a diagonal preconditioner, frozen for the draws; a
     retry searches ε below the last attempt's (``run.step_size``, already reduced)."""
     model, x, y, loss_fn, nbeta, loss_init, _, compile, bar = call
-    seeded = replace(run, seed=phase_seed(run.seed, 2000 + attempt)) if attempt else run
+    seeded = _attempt_seeded(run, attempt)
     max_step = run.step_size if attempt else MAX_STEP
     problem = (model, x, y, loss_fn, seeded, requested, nbeta, compile, loss_init)
     burn = adapted_burn_in(*problem, schedule.step_size, max_step, bar)
@@ -315,18 +310,23 @@ def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
         precond_spread=burn.spread,
         adapt_windows=burn.windows,
     )
-    if not torch.isfinite(burn.state).all():
-        nan = np.full((run.chains, run.draws), np.nan)
-        return (nan, nan[:, 1:]), run, schedule
     return _draws(call, run, attempt, burn.state, burn.precond), run, schedule
 
 
+def _attempt_seeded(run: LLCSettings, attempt: int) -> LLCSettings:
+    """A retry's burn-in gets a noise stream of its own; the first attempt keeps the seed."""
+    return replace(run, seed=phase_seed(run.seed, 2000 + attempt)) if attempt else run
+
+
 def _draws(call, run: LLCSettings, attempt: int, state, precond=None):
-    """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel."""
+    """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel;
+    NaN traces if the burn-in diverged, so that the caller reruns with ε/4."""
+    if state is not None and not torch.isfinite(state).all():
+        nan = np.full((run.chains, run.draws), np.nan)
+        return nan, nan[:, 1:]
     model, x, y, loss_fn, nbeta, _, _, compile, bar = call
     _show(bar, "LLC draws", total=run.draws)
     draws = replace(run, burn_in=0, seed=phase_seed(run.seed, 1000 + attempt))
-    progress = bar if not bar.disable else False
     out = sample_chains(
         model,
         x,
@@ -335,7 +335,7 @@ def _draws(call, run: LLCSettings, attempt: int, state, precond=None):
         draws,
         nbeta,
         compile=compile,
-        progress=progress,
+        progress=bar,
         init=state,
         precond=precond,
     )
@@ -420,14 +420,13 @@ def _loader(x: Tensor, y: Tensor, batch_size: int):
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
 
 
-def _traces(model, x, y, loss_fn, settings, nbeta, loss_init, engine, compile, progress):
-    """(loss, MALA) traces of one attempt with fixed ε and burn-in."""
+def _traces(model, x, y, loss_fn, settings, nbeta, loss_init, engine, compile, bar):
+    """(loss, MALA) traces of one attempt with fixed ε and burn-in (``bar``: the estimate's
+    tqdm bar, possibly disabled)."""
     if engine == "fast":
-        out = sample_chains(
-            model, x, y, loss_fn, settings, nbeta, compile=compile, progress=progress
-        )
+        out = sample_chains(model, x, y, loss_fn, settings, nbeta, compile=compile, progress=bar)
         return out.loss.numpy(), out.mala.numpy()
-    return _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress)
+    return _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, bar)
 
 
 def _model_on(model: nn.Module, device: torch.device) -> nn.Module:
@@ -435,7 +434,7 @@ def _model_on(model: nn.Module, device: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(device)
 
 
-def _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress):
+def _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, bar):
     """Run devinterp 1.3.2's estimate_learning_coeff_with_summary; return (loss, MALA) traces.
 
     devinterp's MALA trace has a structural 0 in column 0 (no transition is scored at draw 1), so
@@ -475,7 +474,7 @@ def _devinterp_traces(model, x, y, loss_fn, settings, nbeta, loss_init, progress
             init_loss=loss_init,
             seed=s.seed,
             device=x.device,
-            verbose=bool(progress),
+            verbose=not bar.disable,
         )
     mala = (
         out["mala_accept/trace"][:, 1:] if callbacks else np.full((s.chains, s.draws - 1), np.nan)
