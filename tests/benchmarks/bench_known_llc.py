@@ -16,10 +16,12 @@ import time
 
 import torch
 
+from sltgeom.analysis.llc.estimate import LLCSettings
 from sltgeom.analysis.llc.known import CASES, validate_case
 
 HEADER = (
-    "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | halvings | retries | R̂ | ESS | seconds"
+    "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | halvings | retries | R̂ | ESS | "
+    "gradients/chain | seconds"
 )
 
 
@@ -32,13 +34,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--preconditioner", default="auto", help="LLCSettings.preconditioner")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(HEADER)
     failed, names = [], args.cases.split(",")
     for name in names:
         start = time.perf_counter()
-        row = validate_case(CASES[name])
+        row = validate_case(CASES[name], LLCSettings(preconditioner=args.preconditioner))
         if not row["passed"]:
             failed.append(name)
         print(
@@ -46,7 +49,7 @@ def main() -> int:
             f"{row['ratio']:.3f} | {row['llc_step_size']:.2e} | {row['llc_burn_in']} | "
             f"{row['burn_in_capped']} | {row['burn_in_halvings']} | {row['llc_retries']} | "
             f"{row['llc_rhat']:.3f} | "
-            f"{row['llc_ess']:.0f} | "
+            f"{row['llc_ess']:.0f} | {row['sampler_gradients']} | "
             f"{time.perf_counter() - start:.0f}",
             flush=True,
         )

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from sltgeom.analysis.llc import convergence, sampler
+from sltgeom.analysis.llc.basis import rotated
 from sltgeom.analysis.llc.preconditioner import MAX_STEP, adapted_burn_in
 from sltgeom.analysis.llc.sampler import full_loss, sample_chains
 from sltgeom.analysis.llc.schedule import (
@@ -42,7 +43,7 @@ from sltgeom.analysis.llc.schedule import (
     phase_seed,
     resolve_schedule,
 )
-from sltgeom.analysis.llc.settings import AUTO, ENGINES, LLCSettings
+from sltgeom.analysis.llc.settings import ADAPTED, AUTO, ENGINES, LLCSettings
 
 ACCEPTANCE_MARGIN = 0.02
 
@@ -243,6 +244,9 @@ def estimate_llc(
     device = torch.device(device) if device is not None else x.device
     model = _model_on(model, device)
     x, y = x.to(device), y.to(device)
+    if settings.preconditioner == "eigenbasis":
+        rotation = rotated(model, x, settings.batch_size)
+        model, x = rotation.model, rotation.x
     nbeta, n = settings.resolve_nbeta(len(x)), len(x)
     start, evaluated = time.perf_counter(), sampler.evaluations()
     loss_init = _init_loss(model, x, y, loss_fn, settings)
@@ -270,7 +274,7 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
     adapts a preconditioner (:func:`.preconditioner.adapted_burn_in`)."""
     model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar = call
     _show(bar, f"LLC burn-in (attempt {attempt + 1})" if attempt else "LLC burn-in")
-    if requested.preconditioner == "diagonal":
+    if requested.preconditioner != "none":
         return _adapted_attempt(call, run, requested, schedule, attempt)
     if not (engine == "fast" and requested.step_size == AUTO):
         traces = _traces(model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, bar)
@@ -381,7 +385,7 @@ def _check_call(x: Tensor, y: Tensor, settings: LLCSettings, engine: str) -> Non
     if engine == "devinterp" and settings.mala != "consecutive":
         raise ValueError("LLCSettings.mala = 'same_batch' needs the fast engine")
     pre = settings.preconditioner
-    if pre == "diagonal" and not settings.adaptable(engine):
+    if pre in ADAPTED and not settings.adaptable(engine):
         raise ValueError(
             f"LLCSettings.preconditioner = {pre!r} is adapted during an automatic burn-in: it "
             f'needs engine "fast", sampler "sgld" and step_size and burn_in "{AUTO}" '

@@ -156,6 +156,7 @@ class KnownCase:
     n: int = 50_000
     widths: tuple[int, ...] = ()  # dln: H_0 (= m) … H_L (= n_out)
     scale: float = 1.0  # dln, point "rescaled": the rescaling c
+    condition: float = 1.0  # condition number of the inputs' covariance (1: x ~ N(0, I))
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -185,14 +186,27 @@ class KnownCase:
         return rrr_learning_coefficient(self.m, self.h, self.n_out, self.r)
 
 
-def dln_case(widths: Sequence[int], r: int, point: str = "minimal", scale: float = 1.0):
-    """The DLN case ``dln_<widths>_r<r>_<point>`` (``_c<scale>`` for a rescaled point)."""
+def dln_case(
+    widths: Sequence[int], r: int, point: str = "minimal", scale: float = 1.0, condition=1.0
+):
+    """The DLN case ``dln_<widths>_r<r>_<point>`` (``_c<scale>`` for a rescaled point,
+    ``_x<condition>`` for correlated inputs)."""
     widths = tuple(widths)
     _check_dln(widths, r)
     suffix = f"_c{scale:g}" if point == "rescaled" else ""
+    suffix += f"_x{condition:g}" if condition != 1 else ""
     name = f"dln_{'_'.join(map(str, widths))}_r{r}_{point}{suffix}"
     return KnownCase(
-        name, "dln", widths[0], 0, widths[-1], r, point=point, widths=widths, scale=scale
+        name,
+        "dln",
+        widths[0],
+        0,
+        widths[-1],
+        r,
+        point=point,
+        widths=widths,
+        scale=scale,
+        condition=condition,
     )
 
 
@@ -264,6 +278,16 @@ def conjugated(weights: list[Tensor], gen: torch.Generator, strength: float = 0.
     return [w.float() for w in moved]
 
 
+def correlating(m: int, condition: float, gen: torch.Generator) -> Tensor:
+    """S·Q: z ~ N(0, I) → z·S·Q has covariance Qᵀ·S²·Q, eigenvalues 1 … 1/condition (geometric)
+    along random orthogonal directions Q. λ does not change: for any positive definite input
+    covariance Σ, K(w) = ½·tr(ΔΣΔᵀ) (Δ = f_w − f_w₀ as a matrix) is within constant factors of
+    ½‖Δ‖², and equivalent K have the same learning coefficient."""
+    scales = condition ** (-0.5 * torch.linspace(0, 1, m))
+    q = torch.linalg.qr(torch.randn(m, m, generator=gen))[0]
+    return scales[:, None] * q
+
+
 def true_model(case: KnownCase, gen: torch.Generator) -> nn.Module:
     """The model of a (non-toy) case at its true parameter w₀."""
     if case.kind == "regular":
@@ -286,6 +310,8 @@ def case_problem(case: KnownCase, seed: int = 0):
         return toy_problem(case.m, case.r, case.n)
     x = torch.randn(case.n, case.m, generator=gen)
     model = true_model(case, gen)
+    if case.condition != 1:
+        x = x @ correlating(case.m, case.condition, gen)
     with torch.no_grad():
         y = model(x)
     return model, x, y, half_squared_error
@@ -298,11 +324,16 @@ DLN_DEPTHS = (((10, 8, 8, 10), 2), ((20, 10, 10, 10, 20), 3), ((12, 8, 8, 8, 8, 
 DLN_LARGE = (((50, 40, 40, 40, 50), 10), ((100, 80, 80, 100), 20), ((200, 150, 150, 150, 200), 20))
 
 
+CORRELATED = 1000.0  # the correlated-input cases' input condition number (real images: ~10³)
+
+
 def dln_cases() -> list[KnownCase]:
-    """The suite's DLN cases: :data:`DLN_DEPTHS` at four points, :data:`DLN_LARGE` minimal."""
+    """The suite's DLN cases: :data:`DLN_DEPTHS` at four points and with correlated inputs,
+    :data:`DLN_LARGE` minimal."""
     moves = (("minimal", 1.0), ("rescaled", 10.0), ("rescaled", 100.0), ("conjugated", 1.0))
     moved = [dln_case(w, r, point, c) for w, r in DLN_DEPTHS for point, c in moves]
-    return moved + [dln_case(w, r) for w, r in DLN_LARGE]
+    correlated = [dln_case(w, r, condition=CORRELATED) for w, r in DLN_DEPTHS]
+    return moved + correlated + [dln_case(w, r) for w, r in DLN_LARGE]
 
 
 # The suite: name → case. FAST_CASES run in pytest; the benchmark runs all.

@@ -15,7 +15,8 @@ SAMPLERS = ("sgld", "sgnht")
 MALA_MODES = ("consecutive", "same_batch")
 INIT_LOSSES = ("full", "devinterp")
 AUTO = "auto"
-PRECONDITIONERS = (AUTO, "none", "diagonal")
+ADAPTED = ("diagonal", "eigenbasis")  # preconditioners adapted during the burn-in
+PRECONDITIONERS = (AUTO, "none", *ADAPTED)
 
 
 @dataclass(frozen=True)
