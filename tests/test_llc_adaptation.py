@@ -12,7 +12,7 @@ import torch
 from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
-from sltgeom.analysis.llc.preconditioner import growth, next_preconditioner, window_variance
+from sltgeom.analysis.llc.preconditioner import next_preconditioner, window_variance
 from sltgeom.analysis.llc.sampler import mala_log_accept, sample_chains
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -108,16 +108,6 @@ def test_next_preconditioner_inverse_stiffness_within_bounds():
     # direction; 10⁻³ × the previous P floors
     expected = torch.tensor([1e-3, 1e-4, 1.0, 1e-6], dtype=torch.float64)
     torch.testing.assert_close(got, expected)
-
-
-def test_growth_sees_a_few_spreading_directions():
-    previous = torch.ones(100, dtype=torch.float64)
-    spreading = previous.clone()
-    spreading[:3] = 30.0  # three flat directions still growing: the total sees them
-    total, geometric = growth(spreading, previous)
-    assert total > 1.5 and geometric < 1.15
-    uniform = previous * 1.3  # every direction a little: the geometric mean sees it
-    assert growth(uniform, previous)[1] == pytest.approx(1.3)
 
 
 def test_auto_preconditioner_is_diagonal_where_it_can_be_adapted():

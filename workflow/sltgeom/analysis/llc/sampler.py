@@ -48,14 +48,14 @@ from sltgeom.analysis.llc.noise import StepKeys, gaussians
 class ChainTrace:
     """Raw sampler output: minibatch losses (C, draws), MALA acceptance (C, draws - 1), the
     chains' last state θ (C, d) (SGLD; None for SGNHT) and, if asked for, the moments of the
-    chains over all steps: (Σδ, Σδ², Σ(P^½·D)², count), δ = θ - w* after each step and P^½·D
-    the preconditioned drift of each step, summed over chains and steps in float64, (d,) each
-    (SGLD with consecutive scoring only)."""
+    chains over all steps: (Σδ, Σδ², Σ(P^½·D), Σ(P^½·D)², count), δ = θ - w* after each step
+    and P^½·D the preconditioned drift of each step, summed over chains and steps in float64,
+    (d,) each (SGLD with consecutive scoring only)."""
 
     loss: Tensor
     mala: Tensor
     final: Tensor | None = None
-    moments: tuple[Tensor, Tensor, Tensor, int] | None = None
+    moments: tuple[Tensor, Tensor, Tensor, Tensor, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ class _Sampler:
         s = self.s
         if moments:
             zeros = torch.zeros_like(self.theta[0], dtype=torch.float64)
-            self.moments = (zeros, zeros.clone(), zeros.clone(), 0)
+            self.moments = (zeros, zeros.clone(), zeros.clone(), zeros.clone(), 0)
         if s.sampler == "sgld":
             losses, log_a, final = self._sgld(self._inputs(progress))
             mala = torch.stack(log_a, 1).clamp(max=0.0).exp()
@@ -330,12 +330,17 @@ class _Sampler:
             bar.close()
 
     def _record(self, theta: Tensor, root_p_drift: Tensor) -> None:
-        """Add a step to the moments Σδ, Σδ², Σ(P^½·D)² (δ = θ - w*), if they are tracked."""
+        """Add a step to the moments Σδ, Σδ², Σ(P^½·D), Σ(P^½·D)² (δ = θ - w*), if tracked."""
         if self.moments is not None:
-            delta = (theta - self.prob.w_star).double()
-            s1, s2, sd, count = self.moments
-            sd = sd + root_p_drift.double().pow(2).sum(0)
-            self.moments = (s1 + delta.sum(0), s2 + delta.pow(2).sum(0), sd, count + len(delta))
+            delta, drift = (theta - self.prob.w_star).double(), root_p_drift.double()
+            s1, s2, d1, d2, count = self.moments
+            self.moments = (
+                s1 + delta.sum(0),
+                s2 + delta.pow(2).sum(0),
+                d1 + drift.sum(0),
+                d2 + drift.pow(2).sum(0),
+                count + len(delta),
+            )
 
     def _sgld(self, inputs) -> tuple[list[Tensor], list[Tensor], Tensor]:
         zeros = torch.zeros_like(self.theta)
