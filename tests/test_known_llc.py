@@ -97,7 +97,7 @@ def test_defaults_recover_known_learning_coefficients(name):
     case, row = CASES[name], validated(name)
     assert row["passed"] and row["ratio"] == pytest.approx(1.0, abs=case.tolerance()), row
     assert row["diverged_chains"] == 0 and not row["burn_in_capped"]
-    assert row["llc_preconditioner"] == "diagonal"
+    assert row["llc_preconditioner"] == "eigenbasis"
     assert row["llc_step_rule"] == "auto" and row["llc_step_size"] > 0
 
 

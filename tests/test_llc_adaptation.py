@@ -110,8 +110,8 @@ def test_next_preconditioner_inverse_stiffness_within_bounds():
     torch.testing.assert_close(got, expected)
 
 
-def test_auto_preconditioner_is_diagonal_where_it_can_be_adapted():
-    assert LLCSettings().resolve_preconditioner("fast").preconditioner == "diagonal"
+def test_auto_preconditioner_is_eigenbasis_where_it_can_be_adapted():
+    assert LLCSettings().resolve_preconditioner("fast").preconditioner == "eigenbasis"
     for settings, engine in [
         (LLCSettings(), "devinterp"),
         (LLCSettings(step_size=1e-4), "fast"),
@@ -129,16 +129,19 @@ def test_auto_preconditioner_is_diagonal_where_it_can_be_adapted():
         ({"mala": "consecutive"}, "devinterp"),
     ],
 )
-def test_diagonal_preconditioner_needs_an_adapted_fast_burn_in(kwargs, engine):
+@pytest.mark.parametrize("preconditioner", ["diagonal", "eigenbasis"])
+def test_adapted_preconditioner_needs_an_adapted_fast_burn_in(kwargs, engine, preconditioner):
     model = ill_conditioned(4)
-    settings = LLCSettings(preconditioner="diagonal", **kwargs)
-    with pytest.raises(ValueError, match="preconditioner = 'diagonal'.*otherwise use 'none'"):
+    settings = LLCSettings(preconditioner=preconditioner, **kwargs)
+    match = f"preconditioner = '{preconditioner}'.*otherwise use 'none'"
+    with pytest.raises(ValueError, match=match):
         estimate_llc(model, DUMMY_X, DUMMY_Y, settings, loss_fn=model.loss, engine=engine)
 
 
 def test_unknown_preconditioner_is_refused():
     with pytest.raises(
-        ValueError, match=r"preconditioner must be one of \('auto', 'none', 'diagonal'\)"
+        ValueError,
+        match=r"preconditioner must be one of \('auto', 'none', 'diagonal', 'eigenbasis'\)",
     ):
         LLCSettings(preconditioner="kfac")
 

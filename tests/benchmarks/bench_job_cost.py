@@ -109,7 +109,7 @@ def llc_gradients(full: LLCSettings, engine: str, adapted: int) -> int:
     measured ``adapted`` (``--llc-gradients``); with plain SGLD an automatic burn-in at its cap
     ``max_burn_in`` (an upper bound: the cap is what plain SGLD reaches at γ = 1 on MNIST-size
     checkpoints), plus the draws (two gradients each when scored on the same batch)."""
-    if full.resolve_preconditioner(engine).preconditioner == "diagonal":
+    if full.resolve_preconditioner(engine).preconditioner != "none":
         return adapted
     burn_in = full.max_burn_in if full.burn_in == "auto" else full.burn_in
     return burn_in + full.draws * (2 if full.mala == "same_batch" else 1)

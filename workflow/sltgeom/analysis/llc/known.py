@@ -342,6 +342,9 @@ CASES = {
     for c in (
         KnownCase("toy_d1000_r100", "toy", m=1000, h=0, n_out=0, r=100, n=60_000),
         KnownCase("regular_8x8", "regular", m=8, h=0, n_out=8, r=0, point="regular"),
+        KnownCase(
+            "regular_8x8_x1000", "regular", 8, 0, 8, 0, point="regular", condition=CORRELATED
+        ),
         KnownCase("rrr_8_6_8_r1_minimal", "rrr", m=8, h=6, n_out=8, r=1),
         KnownCase("rrr_8_6_8_r1_full_rank_a", "rrr", m=8, h=6, n_out=8, r=1, point="full_rank_a"),
         KnownCase("rrr_6_4_6_r2_minimal", "rrr", m=6, h=4, n_out=6, r=2),
@@ -355,6 +358,7 @@ CASES = {
 FAST_CASES = (
     "toy_d1000_r100",
     "regular_8x8",
+    "regular_8x8_x1000",
     "rrr_10_2_2_r1_minimal",
     "rrr_4_4_4_r0_minimal",
     "dln_10_8_8_10_r2_minimal",

@@ -41,9 +41,11 @@ class LLCSettings:
     ``chains`` seeded minibatches, as devinterp computes it by default (the seeds' notebooks).
     preconditioner: ``"none"`` (plain SGLD), ``"diagonal"``: a per-parameter preconditioner
     adapted during the burn-in and frozen for the draws (:mod:`.preconditioner`; fast engine,
-    SGLD, automatic ε and burn-in), or ``"auto"``: diagonal where it applies, else none
-    (:meth:`resolve_preconditioner`); once the adaptation has settled the chains run
-    ``settle`` × its steps more under the frozen kernel before the draws.
+    SGLD, automatic ε and burn-in), ``"eigenbasis"``: the same in each layer's input eigenbasis
+    (:mod:`.basis`: an orthogonal change of coordinates, so the same posterior and λ̂, in which
+    correlated inputs are no longer ill-conditioned), or ``"auto"``: eigenbasis where it
+    applies, else none (:meth:`resolve_preconditioner`); once the adaptation has settled the
+    chains run ``settle`` × its steps more under the frozen kernel before the draws.
     """
 
     sampler: str = "sgld"
@@ -102,10 +104,10 @@ class LLCSettings:
         return engine == "fast" and self.sampler == "sgld" and auto
 
     def resolve_preconditioner(self, engine: str) -> LLCSettings:
-        """These settings with ``"auto"`` resolved: ``"diagonal"`` if :meth:`adaptable`."""
+        """These settings with ``"auto"`` resolved: ``"eigenbasis"`` if :meth:`adaptable`."""
         if self.preconditioner != AUTO:
             return self
-        return replace(self, preconditioner="diagonal" if self.adaptable(engine) else "none")
+        return replace(self, preconditioner="eigenbasis" if self.adaptable(engine) else "none")
 
     def resolve_nbeta(self, n: int) -> float:
         """nβ actually used for a training set of n points: n/ln n, B/ln B or the given value."""
