@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from sltgeom.analysis.llc.basis import RotatedConv2d, input_moments, rotated
+from sltgeom.analysis.llc.basis import RotatedConv2d, RotatedLinear, input_moments, rotated
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
-from sltgeom.analysis.llc.known import CASES, TwoLayerLinear, case_problem, correlating
+from sltgeom.analysis.llc.known import CASES, case_problem, correlating
 from sltgeom.models import init_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-FFNN = {"type": "ffnn", "hidden_layers": 2, "hidden_nodes": 16}
+FFNN = {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": 16}
 CNN = {"type": "cnn", "extra_conv_layers": 0}
 
 
@@ -25,15 +26,19 @@ def correlated_images(n: int = 512, seed: int = 0) -> torch.Tensor:
     return x.view(n, 1, 28, 28)
 
 
-@pytest.mark.parametrize("spec, layer", [(FFNN, "1"), (CNN, "0")], ids=["ffnn", "cnn"])
-def test_rotated_model_is_the_same_function(spec, layer):
-    """The layer that reads the data is rotated (the FFNN's by rotating the data, the CNN's
-    first convolution in the step); the parameters keep their names and sizes."""
+@pytest.mark.parametrize(
+    "spec, layers", [(FFNN, ["1", "3"]), (CNN, ["0", "3"])], ids=["ffnn", "cnn"]
+)
+def test_rotated_model_is_the_same_function(spec, layers):
+    """The FFNN's first layer is rotated by rotating the data, the others in the step (the
+    CNN's linear layers at its initialisation see dead ReLUs: a singular input moment); the
+    parameters keep their names and sizes (a convolution's weight flattened per filter)."""
     model, x = init_model(spec, (1, 28, 28), 10, seed=0), correlated_images()
-    rotation = rotated(model, x)
-    assert list(rotation.bases) == [layer]
-    wrapped = [m for m in rotation.model.modules() if isinstance(m, RotatedConv2d)]
-    assert len(wrapped) == (spec is CNN)
+    rotation = rotated(model, x, batch_size=512)
+    assert list(rotation.bases) == layers
+    kinds = (RotatedLinear, RotatedConv2d)
+    wrapped = sum(isinstance(m, kinds) for m in rotation.model.modules())
+    assert wrapped == len(layers) - (spec is FFNN)
     expected = [(k, p.numel()) for k, p in model.named_parameters()]
     assert [(k, p.numel()) for k, p in rotation.model.named_parameters()] == expected
     with torch.no_grad():
@@ -44,7 +49,7 @@ def test_rotated_model_is_the_same_function(spec, layer):
 def test_rotation_is_an_isometry_onto_the_original_coordinates(spec):
     """Away from w* too: V = V* + Δ maps to W = V·Uᵀ, the same function, ‖W − W*‖ = ‖Δ‖."""
     model, x = init_model(spec, (1, 28, 28), 10, seed=0), correlated_images()
-    rotation = rotated(model, x)
+    rotation = rotated(model, x, batch_size=512)
     gen = torch.Generator().manual_seed(1)
     original = dict(model.named_parameters())
     with torch.no_grad():
@@ -67,20 +72,26 @@ def test_rotation_is_an_isometry_onto_the_original_coordinates(spec):
 def test_the_data_layer_sees_uncorrelated_inputs():
     """The layer that reads the data reads it in its eigenbasis: a diagonal second moment."""
     model, x = init_model(FFNN, (1, 28, 28), 10, seed=0), correlated_images()
-    rotation = rotated(model, x)
+    rotation = rotated(model, x, batch_size=512)
     moment, reads_data = input_moments(rotation.model, rotation.x)["1"]
     assert reads_data
     off = moment - torch.diag(torch.diagonal(moment))
     assert float(off.abs().max()) < 1e-4 * float(moment.diagonal().max())
 
 
-def test_hidden_layers_keep_their_coordinates():
-    """A hidden layer's inputs are paired with the previous layer's outputs: not rotated."""
-    model = TwoLayerLinear(4, 6, 3)
-    x = torch.randn(600, 4) @ correlating(4, 100.0, torch.Generator().manual_seed(0))
-    rotation = rotated(model, x)
-    assert set(rotation.bases) == {"a"}
-    torch.testing.assert_close(rotation.model.b.weight, model.b.weight)
+def test_a_layer_wider_than_half_the_batch_keeps_its_coordinates():
+    """Forming V·Uᵀ costs 2·out·in² per step: a hidden layer with in > B/2 is not rotated."""
+    model = nn.Sequential(nn.Linear(400, 300), nn.Tanh(), nn.Linear(300, 3))
+    x = torch.randn(2000, 400, generator=torch.Generator().manual_seed(0))
+    assert set(rotated(model, x, batch_size=512).bases) == {"0"}
+    assert set(rotated(model, x, batch_size=600).bases) == {"0", "2"}
+
+
+def test_a_hidden_layer_whose_inputs_do_not_span_keeps_its_coordinates():
+    """At a deep linear network's most singular point the hidden activations have rank r: the
+    eigenbasis of their null space is arbitrary, and the zero-padded coordinates are kept."""
+    model, x, _, _ = case_problem(CASES["dln_10_8_8_10_r2_conjugated"])
+    assert set(rotated(model, x, batch_size=512).bases) == {"0"}
 
 
 def test_eigenbasis_samples_correlated_inputs_at_a_larger_step():

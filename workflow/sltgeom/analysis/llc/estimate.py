@@ -245,7 +245,7 @@ def estimate_llc(
     model = _model_on(model, device)
     x, y = x.to(device), y.to(device)
     if settings.preconditioner == "eigenbasis":
-        rotation = rotated(model, x)
+        rotation = rotated(model, x, settings.batch_size)
         model, x = rotation.model, rotation.x
     nbeta, n = settings.resolve_nbeta(len(x)), len(x)
     start, evaluated = time.perf_counter(), sampler.evaluations()
