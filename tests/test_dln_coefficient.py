@@ -145,12 +145,13 @@ def test_the_suite_holds_each_depth_at_each_point_and_large_networks():
     assert [len(widths) - 1 for widths, _ in DLN_DEPTHS] == [3, 4, 5]
     for widths, r in DLN_DEPTHS:
         stem = f"dln_{'_'.join(map(str, widths))}_r{r}"
-        for point in ("minimal", "rescaled_c10", "rescaled_c100", "conjugated"):
+        for point in ("minimal", "rescaled_c10", "rescaled_c100", "conjugated", "minimal_x1000"):
             assert f"{stem}_{point}" in CASES
     assert CASES["dln_10_8_8_10_r2_rescaled_c100"].scale == 100.0
+    assert CASES["dln_10_8_8_10_r2_minimal_x1000"].condition == 1000.0
     sizes = [parameters(widths) for widths, _ in DLN_LARGE]
     assert max(sizes) >= 100_000 and any(10_000 <= size < 100_000 for size in sizes)
-    assert len(DLN) == 4 * len(DLN_DEPTHS) + len(DLN_LARGE)
+    assert len(DLN) == 5 * len(DLN_DEPTHS) + len(DLN_LARGE)
     assert {CASES[name].kind for name in FAST_CASES} == {"toy", "regular", "rrr", "dln"}
     assert rescaling(3, 10.0) == [10.0, 0.1, 1.0] and rescaling(4, 10.0) == [10.0, 0.1, 10.0, 0.1]
 
@@ -210,10 +211,12 @@ def test_bench_lists_every_case(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO / "tests" / "benchmarks"))
     import bench_known_llc
 
-    def fake(case):  # the row validate_case returns, without sampling
+    def fake(case, settings):  # the row validate_case returns, without sampling
+        assert settings.preconditioner == "auto"
         low, high = case.bounds
         numbers = dict(llc_mean=high, llc_sem=0.0, ratio=1.0, llc_step_size=1e-6, llc_rhat=1.0)
         flags = dict(burn_in_capped=False, burn_in_halvings=0, llc_retries=0, llc_ess=100.0)
+        flags |= dict(sampler_gradients=1000)
         return dict(theory=high, theory_low=low, passed=True, llc_burn_in=10, **numbers, **flags)
 
     monkeypatch.setattr(bench_known_llc, "validate_case", fake)

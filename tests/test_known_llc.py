@@ -101,9 +101,11 @@ def test_defaults_recover_known_learning_coefficients(name):
     assert row["llc_step_rule"] == "auto" and row["llc_step_size"] > 0
 
 
-# R̂ 1.13 (ESS 23, per-chain λ̂ 31.2–34.9 of 33.5): the chains mix slowly along the rescaled
-# network's singular directions at the preconditioned ε 0.016; 2000 draws are too few (docs/llc.md)
-SLOW_MIXING = {"dln_10_8_8_10_r2_rescaled_c10"}
+# R̂ 1.081 (λ̂ 0.955 λ): in the data's eigenbasis the conjugated network's adaptation settles
+# after 6 125 steps and its chains mix slowly along the singular directions; 2000 draws are too
+# few (docs/llc.md). The diagonal preconditioner in the parameters' coordinates reads R̂ 1.029
+# here; the rescaled c = 10 point, listed here before, now converges (R̂ 1.017).
+SLOW_MIXING = {"dln_10_8_8_10_r2_conjugated"}
 
 
 @pytest.mark.parametrize(

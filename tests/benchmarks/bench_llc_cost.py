@@ -1,10 +1,11 @@
-"""Cost of a converged LLC estimate: plain SGLD against the adapted diagonal preconditioner.
+"""Cost of a converged LLC estimate: plain SGLD against the adapted diagonal preconditioner, in
+the parameters' coordinates and in the data's eigenbasis (the default).
 
     python tests/benchmarks/bench_llc_cost.py [--cases dln,fashion,toy] [--threads 1]
         [--fashion /usr/share/datasets/fashion-mnist]
 
-For each case both samplers run with the validated defaults (``LLCSettings()``, automatic ε and
-burn-in, ``max_burn_in`` 50 000), one after the other in this process, and one row each is
+For each case the three samplers run with the validated defaults (``LLCSettings()``, automatic
+ε and burn-in, ``max_burn_in`` 50 000), one after the other in this process, and one row each is
 printed: λ̂ (and λ where known), minibatch gradient evaluations per chain (pilots, burn-in,
 draws and retries: the load-independent cost), wall seconds, the burn-in and whether the cap
 cut it, R̂; then the ratios plain / preconditioned of gradients and seconds. Cases:
@@ -34,6 +35,7 @@ from sltgeom.models import init_model
 from sltgeom.optim import build_optimizer
 from sltgeom.train import RunState, train_epoch
 
+SAMPLERS = ("none", "diagonal", "eigenbasis")  # LLCSettings.preconditioner, baseline first
 HEADER = "case | sampler | λ | λ̂ ± sd | gradients/chain | seconds | burn-in | capped | R̂"
 SGD = {"type": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True}
 FFNN = {"type": "ffnn", "hidden_layers": 1, "hidden_nodes": 64}
@@ -83,7 +85,7 @@ def main() -> int:
     print(HEADER, flush=True)
     for name, (model, x, y, loss_fn, theory) in problems(args.cases.split(","), args.fashion):
         cost = {}
-        for sampler in ("none", "diagonal"):
+        for sampler in SAMPLERS:
             row, seconds = run(model, x, y, loss_fn, sampler)
             cost[sampler] = (row["gradients"], seconds)
             print(
@@ -92,8 +94,10 @@ def main() -> int:
                 f"{row['burn_in_capped']} | {row['llc_rhat']:.3f}",
                 flush=True,
             )
-        (g0, s0), (g1, s1) = cost["none"], cost["diagonal"]
-        print(f"{name}: plain / preconditioned: gradients {g0 / g1:.1f}×, seconds {s0 / s1:.1f}×")
+        (g0, s0) = cost["none"]
+        for sampler in SAMPLERS[1:]:
+            g1, s1 = cost[sampler]
+            print(f"{name}: none / {sampler}: gradients {g0 / g1:.1f}×, seconds {s0 / s1:.1f}×")
     return 0
 
 
