@@ -152,7 +152,7 @@ def test_analyse_run_writes_pinned_tables(kind, trained_run, digits_path, tmp_pa
     assert not (tmp_path / f".partial-{kind}").exists()
 
 
-def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path):
+def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path, capsys):
     run, outputs = trained_run
     settings = _study_settings(llc=QUICK["llc"])["llc"]
     out = {"table": tmp_path / "llc.parquet", "detail": tmp_path / "trace.parquet"}
@@ -165,8 +165,10 @@ def test_llc_row_has_generalisation_estimate(trained_run, digits_path, tmp_path)
         out,
         selection=[2],
         device="cpu",
-        progress=False,
+        progress=True,
     )
+    err = capsys.readouterr().err  # the job's log: checkpoints, and the sampler's steps in each
+    assert "llc" in err and "LLC burn-in" in err and "LLC draws" in err
     row = table.iloc[0]
     assert row["gen_estimate"] == pytest.approx(row["loss_init"] + row["llc_mean"] / row["n"])
     assert len(row["llc_per_chain"]) == 2 and row["llc_mean"] == pytest.approx(
@@ -202,11 +204,11 @@ def _recording(monkeypatch, interrupt=None):
     """Record the epochs measured; ``interrupt(epoch, calls)`` runs before each."""
     calls = []
 
-    def measure(kind, run, checkpoints, data, settings, epoch, device):
+    def measure(kind, run, checkpoints, data, settings, epoch, device, progress):
         calls.append(epoch)
         if interrupt is not None:
             interrupt(epoch, calls)
-        return MEASURE_EPOCH(kind, run, checkpoints, data, settings, epoch, device)
+        return MEASURE_EPOCH(kind, run, checkpoints, data, settings, epoch, device, progress)
 
     monkeypatch.setattr(stage, "_measure_epoch", measure)
     return calls

@@ -254,9 +254,12 @@ def diag_histogram(
     return frame
 
 
-def measure_fisher(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
-    """The spectra of one checkpoint with a study's ``analysis.fisher`` settings."""
-    del seed  # the Fisher is exact on its samples
+def measure_fisher(
+    model: nn.Module, data, settings: Mapping, seed: int, progress: bool = False
+) -> Measurement:
+    """The spectra of one checkpoint with a study's ``analysis.fisher`` settings (no bar of its
+    own: the job's bar counts checkpoints)."""
+    del seed, progress  # the Fisher is exact on its samples
     x, _ = subset(data.x_train, data.y_train, settings["samples"], settings["seed"])
     spec = fisher_spectrum(
         model, x, batch_size=settings["batch_size"], grid_size=settings["grid_size"]

@@ -462,8 +462,12 @@ def _estimated_spectrum(op, top_k, trace_probes, slq, rank, seed) -> HessianSpec
     )
 
 
-def measure_hessian(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
-    """The spectrum of one checkpoint with a study's ``analysis.hessian`` settings."""
+def measure_hessian(
+    model: nn.Module, data, settings: Mapping, seed: int, progress: bool = False
+) -> Measurement:
+    """The spectrum of one checkpoint with a study's ``analysis.hessian`` settings (no bar of
+    its own: the job's bar counts checkpoints)."""
+    del progress
     x, y = subset(data.x_train, data.y_train, settings["samples"], settings["seed"])
     spec = hessian_spectrum(
         model,

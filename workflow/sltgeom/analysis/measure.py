@@ -19,7 +19,10 @@ from sltgeom.analysis.llc.settings import llc_settings
 from sltgeom.analysis.measurement import Measurement
 
 
-def measure_llc(model: nn.Module, data, settings: Mapping, seed: int) -> Measurement:
+def measure_llc(
+    model: nn.Module, data, settings: Mapping, seed: int, progress: bool = False
+) -> Measurement:
+    """The LLC of one checkpoint; ``progress``: a bar over the sampler's burn-in and draws."""
     res = estimate_llc(
         model,
         data.x_train,
@@ -27,6 +30,7 @@ def measure_llc(model: nn.Module, data, settings: Mapping, seed: int) -> Measure
         llc_settings(settings, seed),
         engine=settings["engine"],
         compile=settings.get("compile", False),
+        progress=progress,
     )
     row = {**res.to_row(), "llc_per_chain": res.llc_per_chain.tolist()}
     row["gen_estimate"] = res.loss_init + res.llc_mean / res.n

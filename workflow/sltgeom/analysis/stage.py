@@ -58,10 +58,10 @@ def _keyed(frame: pd.DataFrame, run: Mapping, epoch: int) -> pd.DataFrame:
     return pd.concat([pd.DataFrame(keys, index=frame.index), frame], axis=1)
 
 
-def _measure_epoch(kind, run, checkpoints, data, settings, epoch, device) -> Measurement:
+def _measure_epoch(kind, run, checkpoints, data, settings, epoch, device, progress) -> Measurement:
     model = load_model(checkpoint_path(checkpoints, epoch), device)
     seed = analysis_seed(settings["seed"], run["seed"], epoch)
-    return measure_function(kind)(model, data, settings, seed)
+    return measure_function(kind)(model, data, settings, seed, progress=progress)
 
 
 def _cache_paths(cache: Path, checkpoint: Path, extra: tuple[str, ...]) -> dict[str, Path]:
@@ -139,7 +139,8 @@ def analyse_run(
     done = [e for e in epochs if all(path.exists() for path in paths[e].values())]
     _note_start(kind, epochs, done, cache)
     for epoch in tqdm(epochs, desc=kind, disable=not progress):
-        compute = partial(_measure_epoch, kind, run, checkpoints, data, settings, epoch, dev)
+        measure = (kind, run, checkpoints, data, settings, epoch, dev, progress)
+        compute = partial(_measure_epoch, *measure)
         for found, frame in zip(frames, _cached(paths[epoch], compute), strict=True):
             found.append(_keyed(frame, run, epoch))
         safe_point(f"epoch {epoch} ({kind} of the finished epochs kept in {cache})")
