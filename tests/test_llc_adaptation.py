@@ -6,6 +6,7 @@ posterior with a closed-form LLC, and the settings' errors."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -96,6 +97,22 @@ def test_adapted_preconditioner_on_an_ill_conditioned_posterior():
     true_spread = float((NBETA * model.a.max() + 1) / (NBETA * model.a.min() + 1))
     assert true_spread / 3 < row["precond_spread"] < true_spread * 3
     assert res.rhat < 1.05 and row["sampler_gradients"] > row["llc_burn_in"] + 1000
+
+
+def test_a_settle_cut_by_the_cap_is_flagged():
+    """The adaptation settles within the cap but the frozen kernel's settle does not fit: the
+    draws would start from chains that never ran under that kernel, so the cap decided it."""
+    model = ill_conditioned()
+    settings = LLCSettings(
+        chains=2, draws=50, batch_size=64, nbeta=NBETA, preconditioner="diagonal", seed=1
+    )
+    call = dict(loss_fn=model.loss, compile=False)
+    full = estimate_llc(model, DUMMY_X, DUMMY_Y, settings, **call).to_row()
+    assert not full["burn_in_capped"]
+    cut = replace(settings, max_burn_in=full["llc_burn_in"] - 1)
+    row = estimate_llc(model, DUMMY_X, DUMMY_Y, cut, **call).to_row()
+    assert row["adapt_windows"] == full["adapt_windows"]  # the same adaptation, settled
+    assert row["burn_in_capped"] and row["llc_burn_in"] == full["llc_burn_in"] - 1
 
 
 def test_next_preconditioner_inverse_stiffness_within_bounds():

@@ -65,8 +65,8 @@ SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kerne
 @dataclass(frozen=True)
 class Adapted:
     """The chains after an adapted burn-in: state θ (C, d), the frozen preconditioner P (d,) and
-    preconditioned ε, the burn-in steps, whether ``max_burn_in`` stopped the adaptation, the
-    windows run, the last pilot's acceptance and the sampler steps the pilots took."""
+    preconditioned ε, the burn-in steps, whether ``max_burn_in`` cut the adaptation or the
+    settle, the windows run, the last pilot's acceptance and the sampler steps the pilots took."""
 
     state: Tensor
     precond: Tensor
@@ -216,16 +216,17 @@ def adapted_burn_in(
         job.precond = next_preconditioner(var, stiffness, job.precond, gamma)
         job.search_step()
         window = max(2 * window, math.ceil(WINDOW_RELAXATIONS / job.eps))
-    adapting = job.steps
-    if torch.isfinite(job.state).all() and job.steps < cap:
+    adapting, settle = job.steps, 0
+    if torch.isfinite(job.state).all():
         settle = max(MIN_BURN_IN, math.ceil(SETTLE / job.eps), round(requested.settle * adapting))
-        job.advance(min(settle, cap - job.steps), moments=False)
+        if job.steps < cap:
+            job.advance(min(settle, cap - job.steps), moments=False)
     return Adapted(
         job.state,
         job.precond,
         job.eps,
         job.steps,
-        not settled,
+        not settled or adapting + settle > cap,  # the cap cut the adaptation or the settle
         len(llcs),
         job.acceptance,
         job.pilot_steps,
