@@ -217,11 +217,12 @@ def test_convergence_matches_arviz():
 # --- divergence --------------------------------------------------------------------------------
 
 
-def test_divergent_chains_are_retried_with_a_smaller_step():
+def test_divergent_chains_are_retried_with_a_smaller_step(capsys):
     model, x, y, loss = toy_problem(200, 20, n=60_000)
     # stiffness k = 2nβ + γ ≈ 10 910: ε·k ≈ 10.9 diverges, ε/4 (ε·k ≈ 2.7) is stable
     blow_up = LLCSettings(step_size=1e-3, burn_in=50, draws=200, chains=2, localization=1.0)
-    res = estimate_llc(model, x, y, blow_up, loss_fn=loss)
+    res = estimate_llc(model, x, y, blow_up, loss_fn=loss, progress=True)
+    assert "LLC rerun with ε/4: a chain diverged" in capsys.readouterr().err
     assert res.retries == 1 and res.diverged_chains == 0 and math.isfinite(res.llc_mean)
     assert res.settings.step_size == pytest.approx(2.5e-4)
     row = res.to_row()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -260,6 +261,7 @@ def estimate_llc(
             shrink = _step_shrink(*traces, run, settings)
             if shrink == 1 or attempt == settings.max_retries:
                 break
+            _note_rerun(bar, shrink, traces[1], settings)
             run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(*traces, loss_init, nbeta, n, engine, run, seconds)
@@ -369,6 +371,18 @@ def _step_shrink(loss_trace, mala_trace, run: LLCSettings, requested: LLCSetting
     if scored and np.nanmean(mala_trace) < requested.min_acceptance - ACCEPTANCE_MARGIN:
         return 2
     return 1
+
+
+def _note_rerun(bar, shrink: int, mala_trace, requested: LLCSettings) -> None:
+    """Say in the job's log (stderr, as the bar) why the estimate is rerun (`_step_shrink`)."""
+    if bar.disable:
+        return
+    if shrink == 4:
+        reason = "a chain diverged"
+    else:
+        floor = requested.min_acceptance - ACCEPTANCE_MARGIN
+        reason = f"the draws' same-batch acceptance {np.nanmean(mala_trace):.3f} < {floor:.2f}"
+    bar.write(f"LLC rerun with ε/{shrink}: {reason}", file=sys.stderr)  # the job's log
 
 
 def _smaller_step(run: LLCSettings, requested: LLCSettings, shrink: int) -> LLCSettings:
