@@ -258,10 +258,11 @@ def estimate_llc(
     with bar:
         for attempt in range(settings.max_retries + 1):
             traces, run, schedule = _attempt(call, run, settings, schedule, attempt)
-            shrink = _step_shrink(*traces, run, settings)
+            shrink, reason = _step_shrink(*traces, run, settings)
             if shrink == 1 or attempt == settings.max_retries:
                 break
-            _note_rerun(bar, shrink, traces[1], settings)
+            if not bar.disable:  # the job's log (stderr, as the bar)
+                bar.write(f"LLC rerun with ε/{shrink}: {reason}", file=sys.stderr)
             run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(*traces, loss_init, nbeta, n, engine, run, seconds)
@@ -359,30 +360,22 @@ def _capped(requested: LLCSettings, run: LLCSettings) -> bool:
     return auto_burn_in(requested, run.step_size)[1]
 
 
-def _step_shrink(loss_trace, mala_trace, run: LLCSettings, requested: LLCSettings) -> int:
-    """1 if the attempt stands; 4 if a chain diverged; 2 if an automatic ε turned out too large
-    once the chains had spread: the draws' same-batch acceptance is below min_acceptance − 0.02
-    (the pilot only sees the neighbourhood of w*, which is flat where the Hessian vanishes).
-    A high R̂ is not a reason to shrink ε: at a fixed number of draws a smaller step mixes
-    worse; it is reported (``not_converged``)."""
+def _step_shrink(
+    loss_trace, mala_trace, run: LLCSettings, requested: LLCSettings
+) -> tuple[int, str]:
+    """(shrink, why): 1 if the attempt stands; 4 if a chain diverged; 2 if an automatic ε turned
+    out too large once the chains had spread: the draws' same-batch acceptance is below
+    min_acceptance − 0.02 (the pilot only sees the neighbourhood of w*, which is flat where the
+    Hessian vanishes). A high R̂ is not a reason to shrink ε: at a fixed number of draws a
+    smaller step mixes worse; it is reported (``not_converged``)."""
     if not np.isfinite(loss_trace).all():
-        return 4
-    scored = run.mala == "same_batch" and requested.step_size == AUTO
-    if scored and np.nanmean(mala_trace) < requested.min_acceptance - ACCEPTANCE_MARGIN:
-        return 2
-    return 1
-
-
-def _note_rerun(bar, shrink: int, mala_trace, requested: LLCSettings) -> None:
-    """Say in the job's log (stderr, as the bar) why the estimate is rerun (`_step_shrink`)."""
-    if bar.disable:
-        return
-    if shrink == 4:
-        reason = "a chain diverged"
-    else:
-        floor = requested.min_acceptance - ACCEPTANCE_MARGIN
-        reason = f"the draws' same-batch acceptance {np.nanmean(mala_trace):.3f} < {floor:.2f}"
-    bar.write(f"LLC rerun with ε/{shrink}: {reason}", file=sys.stderr)  # the job's log
+        return 4, "a chain diverged"
+    if not (run.mala == "same_batch" and requested.step_size == AUTO):
+        return 1, ""
+    floor, acceptance = requested.min_acceptance - ACCEPTANCE_MARGIN, np.nanmean(mala_trace)
+    if acceptance < floor:
+        return 2, f"the draws' same-batch acceptance {acceptance:.3f} < {floor:.2f}"
+    return 1, ""
 
 
 def _smaller_step(run: LLCSettings, requested: LLCSettings, shrink: int) -> LLCSettings:
