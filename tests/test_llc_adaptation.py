@@ -13,7 +13,12 @@ import torch
 from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
-from sltgeom.analysis.llc.preconditioner import next_preconditioner, window_variance
+from sltgeom.analysis.llc.preconditioner import (
+    adaptation_budget,
+    next_preconditioner,
+    next_window,
+    window_variance,
+)
 from sltgeom.analysis.llc.sampler import mala_log_accept, sample_chains
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -99,9 +104,9 @@ def test_adapted_preconditioner_on_an_ill_conditioned_posterior():
     assert res.rhat < 1.05 and row["sampler_gradients"] > row["llc_burn_in"] + 1000
 
 
-def test_a_settle_cut_by_the_cap_is_flagged():
-    """The adaptation settles within the cap but the frozen kernel's settle does not fit: the
-    draws would start from chains that never ran under that kernel, so the cap decided it."""
+def test_the_cap_shortens_the_last_window_so_that_its_settle_fits():
+    """A cap one step short of an uncapped burn-in: the adaptation's last window ends one step
+    earlier, the same windows settle and the frozen kernel's settle still runs in full."""
     model = ill_conditioned()
     settings = LLCSettings(
         chains=2, draws=50, batch_size=64, nbeta=NBETA, preconditioner="diagonal", seed=1
@@ -112,7 +117,35 @@ def test_a_settle_cut_by_the_cap_is_flagged():
     cut = replace(settings, max_burn_in=full["llc_burn_in"] - 1)
     row = estimate_llc(model, DUMMY_X, DUMMY_Y, cut, **call).to_row()
     assert row["adapt_windows"] == full["adapt_windows"]  # the same adaptation, settled
-    assert row["burn_in_capped"] and row["llc_burn_in"] == full["llc_burn_in"] - 1
+    assert not row["burn_in_capped"] and row["llc_burn_in"] <= cut.max_burn_in
+
+
+def test_an_adaptation_the_cap_stops_is_flagged():
+    """Too few steps for three comparable windows: capped, and the burn-in within the cap."""
+    model = ill_conditioned()
+    settings = LLCSettings(
+        chains=2, draws=50, batch_size=64, nbeta=NBETA, preconditioner="diagonal", seed=1
+    )
+    capped = replace(settings, max_burn_in=400)
+    row = estimate_llc(model, DUMMY_X, DUMMY_Y, capped, loss_fn=model.loss, compile=False)
+    row = row.to_row()
+    assert row["burn_in_capped"] and row["llc_burn_in"] <= 400
+
+
+@pytest.mark.parametrize(
+    ("window", "steps", "expected"),
+    [
+        (12_800, 12_700, 12_800),  # another full window fits after this one
+        (25_600, 25_500, 14_500),  # the doubled window would pass the budget: cut to it
+        (8_000, 26_000, 14_000),  # less than another window would remain: stretched
+        (100, 0, 100),
+    ],
+)
+def test_the_last_window_ends_at_the_budget(window, steps, expected):
+    """max_burn_in 50 000 with settle 0.25 leaves the adaptation 40 000 steps."""
+    budget = adaptation_budget(LLCSettings(), eps=0.031)
+    assert budget == 40_000
+    assert next_window(window, steps, budget) == expected
 
 
 def test_next_preconditioner_inverse_stiffness_within_bounds():
@@ -164,7 +197,8 @@ def test_unknown_preconditioner_is_refused():
 
 
 def test_progress_bar_counts_sampler_steps(capsys):
-    """The bar shows the burn-in's and the draws' steps, not one tick per checkpoint."""
+    """The bar shows the burn-in's and the draws' steps, not one tick per checkpoint, and the
+    adaptation logs each window."""
     model = ill_conditioned(4)
     settings = LLCSettings(chains=2, draws=300, batch_size=64, nbeta=NBETA, seed=0)
     settings_pre = LLCSettings(**{**settings.__dict__, "preconditioner": "diagonal"})
@@ -172,3 +206,4 @@ def test_progress_bar_counts_sampler_steps(capsys):
         estimate_llc(model, DUMMY_X, DUMMY_Y, s, loss_fn=model.loss, compile=False, progress=True)
         err = capsys.readouterr().err
         assert "LLC burn-in" in err and "LLC draws" in err and "300/300" in err
+        assert "LLC window 1: 100 steps, λ̂ " in err  # the adaptation's progress, per window

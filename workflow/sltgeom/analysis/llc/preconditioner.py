@@ -26,8 +26,10 @@ reaches the localization radius in O(log κ) windows rather than κ steps. Every
 least ``WINDOW_RELAXATIONS``/ε steps. The adaptation stops when the λ̂ of the last three
 preconditioned windows (T, 2T, 4T steps) agree within ``LLC_TOLERANCE`` beyond twice their
 standard error over chains (:func:`llc_settled`): the estimate no longer depends on the
-burn-in's length over a factor of 4, which R̂ cannot see when all chains drift together; or at
-``max_burn_in`` steps (``burn_in_capped``). (The chains' spread is no stopping rule: on a trained
+burn-in's length over a factor of 4, which R̂ cannot see when all chains drift together; or when
+its budget is spent (``burn_in_capped``): the adaptation ends where its settle (below) still fits
+under ``max_burn_in``, and its last window is stretched or shortened to end there
+(:func:`next_window`), so the last comparison is not cut short by the cap. (The chains' spread is no stopping rule: on a trained
 Fashion-MNIST FFNN they reach the localization radius within 3 200 steps, while λ̂ falls by
 another 9% over the next 20 000.) Then P and ε are frozen: the chains run ``settle`` × the
 adaptation's steps more (at least ``SETTLE``/ε, two relaxation times of a direction with
@@ -38,6 +40,7 @@ they come from one fixed Markov chain.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, replace
 
 import torch
@@ -191,6 +194,17 @@ class _Adaptation:
 
         self.eps, self.acceptance = largest_accepted(min(4 * self.eps, self.max_step), accepted)
 
+    def log(self, window: int, llc: Tensor) -> None:
+        """One line per window in the job's log (stderr, as the bar): where the adaptation is."""
+        if self.bar is None or self.bar.disable:
+            return
+        spread = float(self.precond.max() / self.precond.min())
+        self.bar.write(
+            f"LLC window {window}: {self.steps} steps, λ̂ {float(llc.mean()):.4g}, next ε "
+            f"{self.eps:.3g} (pilot acceptance {self.acceptance:.3f}), P spread {spread:.3g}",
+            file=sys.stderr,
+        )
+
 
 def adapted_burn_in(
     model, x, y, loss_fn, run, requested, nbeta, compile, loss_init, plain_step, max_step, bar=None
@@ -205,8 +219,9 @@ def adapted_burn_in(
     job = _Adaptation(problem, run, requested, plain_step, max_step, bar)
     gamma, cap = requested.localization, requested.max_burn_in
     window, llcs, settled = FIRST_WINDOW, [], False
-    while not settled and job.steps < cap:
-        out = job.advance(min(window, cap - job.steps), moments=True)
+    while not settled and job.steps < (budget := adaptation_budget(requested, job.eps)):
+        window = next_window(window, job.steps, budget)
+        out = job.advance(window, moments=True)
         if not torch.isfinite(job.state).all():
             break
         var = window_variance(out.moments)
@@ -215,10 +230,11 @@ def adapted_burn_in(
         stiffness = window_stiffness(out.moments, job.precond)
         job.precond = next_preconditioner(var, stiffness, job.precond, gamma)
         job.search_step()
+        job.log(len(llcs), llcs[-1])
         window = max(2 * window, math.ceil(WINDOW_RELAXATIONS / job.eps))
     adapting, settle = job.steps, 0
     if torch.isfinite(job.state).all():
-        settle = max(MIN_BURN_IN, math.ceil(SETTLE / job.eps), round(requested.settle * adapting))
+        settle = settle_steps(requested, job.eps, adapting)
         if job.steps < cap:
             job.advance(min(settle, cap - job.steps), moments=False)
     return Adapted(
@@ -231,6 +247,28 @@ def adapted_burn_in(
         job.acceptance,
         job.pilot_steps,
     )
+
+
+def settle_steps(requested, eps: float, adapting: int) -> int:
+    """Steps under the frozen kernel after ``adapting`` adaptation steps at preconditioned ε:
+    ``settle`` × those, at least ``SETTLE``/ε and ``MIN_BURN_IN``."""
+    return max(MIN_BURN_IN, math.ceil(SETTLE / eps), round(requested.settle * adapting))
+
+
+def adaptation_budget(requested, eps: float) -> int:
+    """The most adaptation steps a whose settle still fits: a + settle_steps(a) ≤ max_burn_in."""
+    cap = requested.max_burn_in
+    fixed = cap - max(MIN_BURN_IN, math.ceil(SETTLE / eps))
+    return max(0, min(math.floor(cap / (1 + requested.settle)), fixed))
+
+
+def next_window(window: int, steps: int, budget: int) -> int:
+    """The next window's length: ``window``, or the rest of the ``budget`` if less than another
+    ``window`` would remain after it (so the last window is as long as the one before it, and
+    at most twice). As Stan stretches its last slow window to the end of the warm-up, the
+    adaptation's last comparison then uses the whole budget instead of a window cut short."""
+    rest = budget - steps
+    return rest if rest - window < window else window
 
 
 def llc_settled(llcs: list[Tensor]) -> bool:
