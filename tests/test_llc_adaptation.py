@@ -15,6 +15,7 @@ from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.preconditioner import (
     adaptation_budget,
+    llc_settled,
     next_preconditioner,
     next_window,
     window_variance,
@@ -146,6 +147,15 @@ def test_the_last_window_ends_at_the_budget(window, steps, expected):
     budget = adaptation_budget(LLCSettings(), eps=0.031)
     assert budget == 40_000
     assert next_window(window, steps, budget) == expected
+
+
+def test_a_steady_drift_is_not_settled():
+    """λ̂ falling 3–5% a window (DLN 100-80-80-100's last three windows) passes each neighbouring
+    pair but moves 7% over the factor of 4: not settled; equal windows within noise are."""
+    noise = torch.tensor([-1.0, 1.0, -1.0, 1.0])
+    drifting = [v + noise for v in (4088.0, 3974.0, 3793.0)]
+    assert not llc_settled(drifting)
+    assert llc_settled([v + noise for v in (3000.0, 3060.0, 2990.0)])
 
 
 def test_next_preconditioner_inverse_stiffness_within_bounds():
