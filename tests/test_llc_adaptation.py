@@ -18,6 +18,7 @@ from sltgeom.analysis.llc.preconditioner import (
     llc_settled,
     next_preconditioner,
     next_window,
+    window_llcs,
     window_variance,
 )
 from sltgeom.analysis.llc.sampler import mala_log_accept, sample_chains
@@ -149,13 +150,29 @@ def test_the_last_window_ends_at_the_budget(window, steps, expected):
     assert next_window(window, steps, budget) == expected
 
 
+def windows_at(*levels: float) -> list:
+    """:func:`window_llcs` of windows whose 4 chains read ``levels`` (one per half-window)."""
+    noise = torch.tensor([[-1.0], [1.0], [-1.0], [1.0]])
+    pairs = zip(levels[::2], levels[1::2], strict=True)
+    return [
+        window_llcs(torch.cat([a + noise.expand(4, 10), b + noise.expand(4, 10)], 1))
+        for a, b in pairs
+    ]
+
+
 def test_a_steady_drift_is_not_settled():
-    """λ̂ falling 3–5% a window (DLN 100-80-80-100's last three windows) passes each neighbouring
-    pair but moves 7% over the factor of 4: not settled; equal windows within noise are."""
-    noise = torch.tensor([-1.0, 1.0, -1.0, 1.0])
-    drifting = [v + noise for v in (4088.0, 3974.0, 3793.0)]
-    assert not llc_settled(drifting)
-    assert llc_settled([v + noise for v in (3000.0, 3060.0, 2990.0)])
+    """λ̂ falling 3–5% a window (DLN 100-80-80-100's last windows: 4 088, 3 974, 3 793) passes
+    each neighbouring pair but moves 7% over the factor of 4: not settled."""
+    assert not llc_settled(windows_at(4100, 4076, 4010, 3938, 3850, 3736))
+    assert not llc_settled(windows_at(4100, 4076, 4010, 3938))  # two windows are too few
+
+
+def test_a_plateau_after_a_descent_is_settled_in_the_last_window():
+    """λ̂ fell until the second window and is flat since (Fashion-MNIST SGD seed 0): the window
+    before the last and the last's halves agree, though the first window does not."""
+    windows = windows_at(1550, 1494, 1430, 1426, 1425, 1423)
+    assert llc_settled(windows)
+    assert not llc_settled([*windows, *windows_at(1425, 1530)])  # a late rise is not settled
 
 
 def test_next_preconditioner_inverse_stiffness_within_bounds():
