@@ -30,9 +30,9 @@ the estimate no longer depends on the burn-in's length over a factor of 4, which
 when all chains drift together; or when its budget is spent (``burn_in_capped``): the
 adaptation ends where its settle (below) still fits under ``max_burn_in``, and its last window
 is stretched or shortened to end there (:func:`next_window`), so the last comparison is not
-cut short by the cap. (The chains' spread
-is no stopping rule: on a trained Fashion-MNIST FFNN they reach the localization radius within
-3 200 steps, while λ̂ falls by another 9% over the next 20 000.) Then P and ε are frozen: the
+cut short by the cap. (The chains' spread is no stopping rule: on a trained Fashion-MNIST FFNN
+they reach the localization radius within 3 200 steps, while λ̂ falls by another 9% over the
+next 20 000.) Then P and ε are frozen: the
 chains run ``settle`` × the adaptation's steps more (at least ``SETTLE``/ε, two relaxation
 times of a direction with P·k = 1, and ``MIN_BURN_IN``) under the final kernel, and the draws
 run with the same kernel, so they come from one fixed Markov chain.
@@ -84,7 +84,12 @@ class Adapted:
     @property
     def spread(self) -> float:
         """max P / min P: how unequal the frozen per-parameter steps are."""
-        return float(self.precond.max() / self.precond.min())
+        return spread(self.precond)
+
+
+def spread(precond: Tensor) -> float:
+    """max P / min P of a preconditioner."""
+    return float(precond.max() / precond.min())
 
 
 def window_variance(moments) -> Tensor:
@@ -199,10 +204,10 @@ class _Adaptation:
         """One line per window in the job's log (stderr, as the bar): where the adaptation is."""
         if self.bar is None or self.bar.disable:
             return
-        spread = float(self.precond.max() / self.precond.min())
         self.bar.write(
             f"LLC window {window}: {self.steps} steps, λ̂ {float(llc.mean()):.4g}, next ε "
-            f"{self.eps:.3g} (pilot acceptance {self.acceptance:.3f}), P spread {spread:.3g}",
+            f"{self.eps:.3g} (pilot acceptance {self.acceptance:.3f}), "
+            f"P spread {spread(self.precond):.3g}",
             file=sys.stderr,
         )
 
@@ -259,7 +264,7 @@ def settle_steps(requested, eps: float, adapting: int) -> int:
 def adaptation_budget(requested, eps: float) -> int:
     """The most adaptation steps a whose settle still fits: a + settle_steps(a) ≤ max_burn_in."""
     cap = requested.max_burn_in
-    fixed = cap - max(MIN_BURN_IN, math.ceil(SETTLE / eps))
+    fixed = cap - settle_steps(requested, eps, adapting=0)  # the floors on the settle
     return max(0, min(math.floor(cap / (1 + requested.settle)), fixed))
 
 
