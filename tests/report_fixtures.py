@@ -58,6 +58,7 @@ LLC_SCHEDULE = {
     "llc_init_loss": "full",
     "llc_preconditioner": "diagonal",
     "llc_settle": 0.25,
+    "llc_draw_time": 125.0,
     "llc_step_rule": "auto",
     "llc_burn_in_rule": "auto",
 }
@@ -282,6 +283,7 @@ def _trust_columns(case: str | None, sizes: Sizes, rng) -> dict:
         "burn_in_halvings": 0,
         "precond_spread": 1e3 * (1 + rng.random()),
         "adapt_windows": 5,
+        "draw_thin": 1,
         "sampler_gradients": 20_000,
         **LLC_SCHEDULE,
     }

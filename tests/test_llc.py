@@ -232,6 +232,9 @@ def test_flags_negative_llc_and_loss_below_init():
         ("max_burn_in", 0),
         ("max_retries", -1),
         ("init_loss", "batch"),
+        ("settle", -0.5),
+        ("draw_time", float("nan")),
+        ("draw_time", -1.0),
     ],
 )
 def test_settings_validation_names_field(field, value):

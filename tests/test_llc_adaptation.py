@@ -12,9 +12,11 @@ import pytest
 import torch
 from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 
+from sltgeom.analysis.llc import sampler
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.preconditioner import (
     adaptation_budget,
+    draw_thin,
     llc_settled,
     next_preconditioner,
     next_window,
@@ -68,6 +70,38 @@ def test_scaled_identity_preconditioner_is_plain_sgld_at_the_scaled_step():
     b = sample_chains(model, DUMMY_X, DUMMY_Y, model.loss, scaled, NBETA, compile=False, precond=p)
     torch.testing.assert_close(a.final, b.final, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(a.loss, b.loss)
+
+
+@pytest.mark.parametrize("mala", ["same_batch", "consecutive"])
+def test_thinned_draws_are_every_thin_th_step_of_the_same_chain(mala):
+    """thin = 3 keeps one step in three of the very chain thin = 1 runs (the noise and the
+    minibatches are functions of the step), scores the moves out of (same batch) or into
+    (consecutive) the kept draws, and counts every step's gradient."""
+    model = ill_conditioned(8)
+    every = LLCSettings(chains=2, draws=30, burn_in=5, step_size=0.05, batch_size=8, mala=mala)
+    problem = (model, DUMMY_X, DUMMY_Y, model.loss)
+    call = dict(compile=False, precond=1 / (NBETA * model.a + 1))
+    a = sample_chains(*problem, every, NBETA, **call)
+    before = sampler.evaluations()
+    b = sample_chains(*problem, replace(every, draws=10), NBETA, thin=3, **call)
+    scored = 10 if mala == "same_batch" else 0
+    assert sampler.evaluations() - before == 2 * (5 + 30 + scored)
+    torch.testing.assert_close(b.final, a.final)
+    torch.testing.assert_close(b.loss, a.loss[:, ::3])
+    assert b.mala.shape == (2, 9)
+    moves = a.mala[:, ::3] if mala == "same_batch" else a.mala[:, 2::3]
+    torch.testing.assert_close(b.mala, moves[:, :9])
+
+
+@pytest.mark.parametrize(
+    "eps, thin", [(0.125, 1), (0.0625, 1), (0.03125, 2), (0.0078125, 8), (0.005, 13)]
+)
+def test_the_draws_span_the_draw_time(eps, thin):
+    """2 000 draws of at least 125 units of preconditioned time: one step in every ⌈125/(2000ε)⌉."""
+    settings = LLCSettings()
+    assert draw_thin(settings, eps) == thin
+    assert settings.draws * thin * eps >= settings.draw_time > settings.draws * (thin - 1) * eps
+    assert draw_thin(replace(settings, draw_time=0.0), eps) == 1
 
 
 def test_preconditioned_kernel_samples_the_posterior_variances():

@@ -20,12 +20,12 @@ SETTINGS = [
     "llc_sampler", "llc_chains", "llc_draws", "llc_burn_in", "llc_step_size",
     "llc_localization", "llc_batch_size", "llc_seed", "llc_diffusion_factor", "llc_mala",
     "llc_step_scale", "llc_min_acceptance", "llc_burn_in_scale", "llc_max_burn_in",
-    "llc_max_retries", "llc_init_loss", "llc_preconditioner", "llc_settle", "llc_nbeta_setting",
-    "llc_step_rule", "llc_burn_in_rule",
+    "llc_max_retries", "llc_init_loss", "llc_preconditioner", "llc_settle", "llc_draw_time",
+    "llc_nbeta_setting", "llc_step_rule", "llc_burn_in_rule",
 ]  # fmt: skip
 TRUST = ["llc_rhat", "llc_ess", "not_converged", "diverged_chains", "llc_retries", "hessian_top",
          "pilot_acceptance", "burn_in_capped", "burn_in_halvings", "precond_spread",
-         "adapt_windows", "sampler_gradients"]  # fmt: skip
+         "adapt_windows", "draw_thin", "sampler_gradients"]  # fmt: skip
 PINNED = {
     "training": [*KEY, "train_loss", "train_acc", "val_loss", "val_acc", "ngd_fallbacks",
                  "train_loss_running", "update_norm_mean", "seconds", "diverged", "device"],

@@ -41,6 +41,7 @@ LLC_SETTINGS = {
     "llc_init_loss": "str",
     "llc_preconditioner": "str",
     "llc_settle": "float64",
+    "llc_draw_time": "float64",
     "llc_nbeta_setting": "str",
     "llc_step_rule": "str",
     "llc_burn_in_rule": "str",
@@ -69,6 +70,7 @@ LLC_ESTIMATE = {
     "burn_in_halvings": "int64",
     "precond_spread": "float64",
     "adapt_windows": "int64",
+    "draw_thin": "int64",
     "sampler_gradients": "int64",
 }
 

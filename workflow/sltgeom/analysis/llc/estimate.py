@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from sltgeom.analysis.llc import convergence, sampler
 from sltgeom.analysis.llc.basis import rotated
-from sltgeom.analysis.llc.preconditioner import MAX_STEP, adapted_burn_in
+from sltgeom.analysis.llc.preconditioner import MAX_STEP, adapted_burn_in, draw_thin
 from sltgeom.analysis.llc.sampler import full_loss, sample_chains
 from sltgeom.analysis.llc.schedule import (
     Schedule,
@@ -107,6 +107,7 @@ class LLCResult:
         row.update(burn_in_capped=schedule.burn_in_capped)
         row.update(burn_in_halvings=schedule.burn_in_halvings)
         row.update(precond_spread=schedule.precond_spread, adapt_windows=schedule.adapt_windows)
+        row.update(draw_thin=schedule.draw_thin)
         row.update(sampler_gradients=self.gradients)
         row.update(engine=self.engine, seconds=self.seconds)
         row.update({f"llc_{k}": v for k, v in asdict(self.settings).items() if k != "nbeta"})
@@ -316,8 +317,10 @@ def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
         pilot_acceptance=burn.acceptance,
         precond_spread=burn.spread,
         adapt_windows=burn.windows,
+        draw_thin=draw_thin(requested, burn.step_size),
     )
-    return _draws(call, run, attempt, burn.state, burn.precond), run, schedule
+    traces = _draws(call, run, attempt, burn.state, burn.precond, schedule.draw_thin)
+    return traces, run, schedule
 
 
 def _attempt_seeded(run: LLCSettings, attempt: int) -> LLCSettings:
@@ -325,14 +328,15 @@ def _attempt_seeded(run: LLCSettings, attempt: int) -> LLCSettings:
     return replace(run, seed=phase_seed(run.seed, 2000 + attempt)) if attempt else run
 
 
-def _draws(call, run: LLCSettings, attempt: int, state, precond=None):
-    """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel;
-    NaN traces if the burn-in diverged, so that the caller reruns with ε/4."""
+def _draws(call, run: LLCSettings, attempt: int, state, precond=None, thin: int = 1):
+    """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel,
+    one in every ``thin`` steps; NaN traces if the burn-in diverged, so that the caller reruns
+    with ε/4."""
     if state is not None and not torch.isfinite(state).all():
         nan = np.full((run.chains, run.draws), np.nan)
         return nan, nan[:, 1:]
     model, x, y, loss_fn, nbeta, _, _, compile, bar = call
-    _show(bar, "LLC draws", total=run.draws)
+    _show(bar, "LLC draws", total=run.draws * thin)
     draws = replace(run, burn_in=0, seed=phase_seed(run.seed, 1000 + attempt))
     out = sample_chains(
         model,
@@ -345,6 +349,7 @@ def _draws(call, run: LLCSettings, attempt: int, state, precond=None):
         progress=bar,
         init=state,
         precond=precond,
+        thin=thin,
     )
     return out.loss.numpy(), out.mala.numpy()
 

@@ -284,7 +284,7 @@ class _Sampler:
     """State and loop of C chains; ``run`` returns the per-draw losses and MALA acceptances."""
 
     def __init__(self, model, x, y, loss_fn, settings, nbeta, compile, init=None, precond=None):
-        self.s, self.compile = settings, compile
+        self.s, self.compile, self.thin = settings, compile, 1
         self.prob = Problem.of(model, loss_fn, x, y)
         start = self.prob.w_star.expand(settings.chains, -1) if init is None else init
         self.theta = start.to(self.prob.w_star).clone()
@@ -300,8 +300,8 @@ class _Sampler:
             self.momentum = step_noise(th, self.keys.init).mul_(math.sqrt(settings.step_size))
         self.moments = None
 
-    def run(self, progress=False, moments: bool = False) -> ChainTrace:
-        s = self.s
+    def run(self, progress=False, moments: bool = False, thin: int = 1) -> ChainTrace:
+        s, self.thin = self.s, thin
         if moments:
             zeros = torch.zeros_like(self.theta[0], dtype=torch.float64)
             self.moments = (zeros, zeros.clone(), zeros.clone(), zeros.clone(), 0)
@@ -313,13 +313,20 @@ class _Sampler:
             mala = torch.full((s.chains, s.draws - 1), float("nan"))
         loss, mala = torch.stack(losses, 1).cpu(), mala.cpu()
         scored = s.draws if s.sampler == "sgld" and s.mala == "same_batch" else 0
-        _EVALUATIONS[0] += s.chains * (s.burn_in + s.draws + scored)
+        _EVALUATIONS[0] += s.chains * (self._steps() + scored)
         return ChainTrace(loss=loss, mala=mala, final=final, moments=self.moments)
+
+    def _steps(self) -> int:
+        return self.s.burn_in + self.s.draws * self.thin
+
+    def _is_draw(self, t: int) -> bool:
+        """Is step t a draw: past the burn-in, and one of every ``thin`` steps after it."""
+        return t >= self.s.burn_in and (t - self.s.burn_in) % self.thin == 0
 
     def _inputs(self, progress):
         """(t, minibatch indices, noise key) of each step; ``progress``: False, True (a bar of
         this run's own) or a tqdm bar to advance by one per step."""
-        total = self.s.burn_in + self.s.draws
+        total = self._steps()
         own = progress is True
         bar = tqdm(total=total, desc="LLC (fast)", unit="step") if own else progress
         for t in range(total):
@@ -346,9 +353,10 @@ class _Sampler:
         zeros = torch.zeros_like(self.theta)
         theta, prev = self.theta, (zeros, zeros.clone(), zeros.new_zeros(len(zeros)))
         losses, log_a, hyper = [], [], self.sgld_hyper
-        scored, last = self.s.mala == "same_batch", self.s.burn_in + self.s.draws - 1
+        scored, last = self.s.mala == "same_batch", self._steps() - self.thin
         for t, idx, key in inputs:
-            if scored and t >= self.s.burn_in:  # log α of the move out of this draw
+            draw = self._is_draw(t)
+            if scored and draw:  # log α of the move out of this draw
                 args = (self.prob, theta, idx, key, hyper)
                 theta, loss, log_alpha = call_step(scored_sgld_step, self.compile, *args)
                 if t < last:
@@ -356,9 +364,9 @@ class _Sampler:
             else:  # log α of the move into this point
                 args = (self.prob, theta, idx, key, prev, hyper)
                 theta, prev, loss, log_alpha = call_step(sgld_step, self.compile, *args)
-                if t > self.s.burn_in:  # a move between two draws
+                if draw and t > self.s.burn_in:  # a move into a draw, after the first
                     log_a.append(log_alpha)
-            if t >= self.s.burn_in:
+            if draw:
                 losses.append(loss)
             self._record(theta, prev[1])
         return losses, log_a, theta
@@ -369,7 +377,7 @@ class _Sampler:
         for t, idx, key in inputs:
             args = (self.prob, theta, idx, key, momentum, thermostat, self.hyper)
             theta, momentum, thermostat, loss = call_step(sgnht_step, self.compile, *args)
-            if t >= self.s.burn_in:
+            if self._is_draw(t):
                 losses.append(loss)
         return losses
 
@@ -387,6 +395,7 @@ def sample_chains(
     init: Tensor | None = None,
     precond: Tensor | None = None,
     moments: bool = False,
+    thin: int = 1,
 ) -> ChainTrace:
     """Run ``settings.chains`` chains of ``settings.sampler`` started at w* (the model's weights),
     or SGLD chains at ``init`` (C, d) (θ as in :attr:`ChainTrace.final`, still localized at w*).
@@ -403,7 +412,9 @@ def sample_chains(
 
     ``precond``: SGLD's diagonal preconditioner P (d,) (default 1); ``moments``: also return the
     moments of the states after every step (:attr:`ChainTrace.moments`); ``progress``: a bar of
-    this run's own (True) or a tqdm bar to advance by one per step.
+    this run's own (True) or a tqdm bar to advance by one per step; ``thin``: the steps per
+    draw after the burn-in (the chains run burn_in + draws·thin steps and record every
+    ``thin``-th, starting with the first after the burn-in).
     """
     sampler = _Sampler(model, x, y, loss_fn, settings, nbeta, compile, init, precond)
-    return sampler.run(progress, moments)
+    return sampler.run(progress, moments, thin)

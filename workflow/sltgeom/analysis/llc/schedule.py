@@ -53,7 +53,8 @@ BURN_IN_CHECKS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)
 @dataclass(frozen=True)
 class Schedule:
     """What was decided: ε, burn-in, the curvature behind them and the pilot's acceptance; with
-    an adapted preconditioner P its spread max P / min P and the adaptation's windows."""
+    an adapted preconditioner P its spread max P / min P, the adaptation's windows and the
+    steps per draw (``draw_thin``; 1 for plain SGLD)."""
 
     step_size: float
     burn_in: int
@@ -63,6 +64,7 @@ class Schedule:
     burn_in_halvings: int = 0
     precond_spread: float = float("nan")
     adapt_windows: int = 0
+    draw_thin: int = 1
 
 
 @dataclass(frozen=True)

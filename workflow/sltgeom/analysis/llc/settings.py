@@ -45,7 +45,9 @@ class LLCSettings:
     (:mod:`.basis`: an orthogonal change of coordinates, so the same posterior and λ̂, in which
     correlated inputs are no longer ill-conditioned), or ``"auto"``: eigenbasis where it
     applies, else none (:meth:`resolve_preconditioner`); once the adaptation has settled the
-    chains run ``settle`` × its steps more under the frozen kernel before the draws.
+    chains run ``settle`` × its steps more under the frozen kernel before the draws, and the
+    draws span at least ``draw_time`` units of preconditioned time (draws·thin·ε ≥ draw_time:
+    one step in every thin is a draw; :func:`.preconditioner.draw_thin`).
     """
 
     sampler: str = "sgld"
@@ -67,6 +69,7 @@ class LLCSettings:
     init_loss: str = "full"
     preconditioner: str = AUTO
     settle: float = 0.25
+    draw_time: float = 125.0
 
     def __post_init__(self):
         _check(self.sampler in SAMPLERS, "sampler", f"one of {SAMPLERS}", self.sampler)
@@ -86,10 +89,10 @@ class LLCSettings:
             _check(_positive(getattr(self, name)), name, "a finite number > 0", getattr(self, name))
         accept_ok = _is_real(self.min_acceptance) and 0 <= self.min_acceptance < 1
         _check(accept_ok, "min_acceptance", "a number in [0, 1)", self.min_acceptance)
-        settle_ok = _is_real(self.settle) and 0 <= self.settle < math.inf
-        _check(settle_ok, "settle", "a finite number >= 0", self.settle)
-        loc_ok = _is_real(self.localization) and 0 <= self.localization < math.inf
-        _check(loc_ok, "localization", "a finite number >= 0", self.localization)
+        for name in ("settle", "draw_time", "localization"):
+            value = getattr(self, name)
+            ok = _is_real(value) and 0 <= value < math.inf
+            _check(ok, name, "a finite number >= 0", value)
         if self.burn_in == AUTO:
             _check(self.localization > 0, "localization", f'> 0 with burn_in "{AUTO}"', 0.0)
         if self.step_size == AUTO:
