@@ -20,8 +20,8 @@ from sltgeom.analysis.llc.estimate import LLCSettings
 from sltgeom.analysis.llc.known import CASES, validate_case
 
 HEADER = (
-    "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | halvings | retries | R̂ | ESS | "
-    "gradients/chain | seconds"
+    "case | λ | λ̂ ± 2 s.e. | λ̂/λ | ε | burn-in | capped | halvings | retries | thin | R̂ | "
+    "ESS | gradients/chain | seconds"
 )
 
 
@@ -48,7 +48,7 @@ def main() -> int:
             f"{name} | {_theory(row)} | {row['llc_mean']:.2f} ± {2 * row['llc_sem']:.2f} | "
             f"{row['ratio']:.3f} | {row['llc_step_size']:.2e} | {row['llc_burn_in']} | "
             f"{row['burn_in_capped']} | {row['burn_in_halvings']} | {row['llc_retries']} | "
-            f"{row['llc_rhat']:.3f} | "
+            f"{row['draw_thin']} | {row['llc_rhat']:.3f} | "
             f"{row['llc_ess']:.0f} | {row['sampler_gradients']} | "
             f"{time.perf_counter() - start:.0f}",
             flush=True,

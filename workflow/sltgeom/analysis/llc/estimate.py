@@ -54,7 +54,8 @@ class LLCResult:
     """LLC estimate with its traces and diagnostics (see :func:`estimate_llc`).
 
     loss_trace: (chains, draws) minibatch losses; mala_trace: (chains, draws - 1) acceptance
-    probabilities (NaN for SGNHT). wbic = n·mean(loss_trace) (Watanabe 2013; a WBIC proper only
+    probabilities (NaN for SGNHT); with an adapted preconditioner the draws are one step in every
+    ``schedule.draw_thin``. wbic = n·mean(loss_trace) (Watanabe 2013; a WBIC proper only
     at nβ = n/ln n). ``settings`` are those the chains ran with (ε and burn-in resolved),
     ``requested`` those asked for; ``schedule`` says how ε and the burn-in were decided.
     Convergence: ``rhat`` (rank-normalised split-R̂ of the loss traces) and ``ess`` (bulk
