@@ -216,7 +216,7 @@ def test_bench_lists_every_case(monkeypatch, capsys):
         low, high = case.bounds
         numbers = dict(llc_mean=high, llc_sem=0.0, ratio=1.0, llc_step_size=1e-6, llc_rhat=1.0)
         flags = dict(burn_in_capped=False, burn_in_halvings=0, llc_retries=0, llc_ess=100.0)
-        flags |= dict(sampler_gradients=1000)
+        flags |= dict(sampler_gradients=1000, draw_thin=1)
         return dict(theory=high, theory_low=low, passed=True, llc_burn_in=10, **numbers, **flags)
 
     monkeypatch.setattr(bench_known_llc, "validate_case", fake)
