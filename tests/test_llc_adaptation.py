@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 
-from sltgeom.analysis.llc import sampler
+from sltgeom.analysis.llc import estimate, sampler
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.preconditioner import (
     adaptation_budget,
@@ -20,6 +20,7 @@ from sltgeom.analysis.llc.preconditioner import (
     llc_settled,
     next_preconditioner,
     next_window,
+    spread,
     window_llcs,
     window_variance,
 )
@@ -138,6 +139,35 @@ def test_adapted_preconditioner_on_an_ill_conditioned_posterior():
     true_spread = float((NBETA * model.a.max() + 1) / (NBETA * model.a.min() + 1))
     assert true_spread / 3 < row["precond_spread"] < true_spread * 3
     assert res.rhat < 1.05 and row["sampler_gradients"] > row["llc_burn_in"] + 1000
+
+
+def test_a_retry_for_the_draws_acceptance_adapts_on_from_the_chains(monkeypatch):
+    """The draws' acceptance falls short (forced): the retry's adaptation starts from the chains'
+    states and P at ε/2, with no plain window; after a divergence it starts afresh from w*."""
+    model = ill_conditioned()
+    settings = LLCSettings(
+        chains=2, draws=200, batch_size=64, nbeta=NBETA, preconditioner="diagonal", seed=1
+    )
+    first = estimate_llc(model, DUMMY_X, DUMMY_Y, settings, loss_fn=model.loss, compile=False)
+    starts, adapt = [], estimate.adapted_burn_in
+    monkeypatch.setattr(estimate, "adapted_burn_in", lambda *a: starts.append(a[-1]) or adapt(*a))
+
+    def retried(shrink: int) -> dict:
+        verdicts = iter([(shrink, "forced"), (1, "")])
+        monkeypatch.setattr(estimate, "_step_shrink", lambda *args: next(verdicts))
+        starts.clear()
+        return estimate_llc(
+            model, DUMMY_X, DUMMY_Y, settings, loss_fn=model.loss, compile=False
+        ).to_row()
+
+    assert retried(4)["llc_retries"] == 1 and starts == [None, None]  # a divergence: afresh
+    row, eps = retried(2), first.settings.step_size / 2
+    state, precond = starts[1]
+    assert row["llc_retries"] == 1 and row["llc_step_size"] <= eps
+    assert spread(precond) == first.to_row()["precond_spread"]  # the first attempt's P
+    assert state.shape == (2, 40) and state.abs().min() > 0  # the chains, away from w* = 0
+    assert row["adapt_windows"] >= 3 and row["llc_burn_in"] >= 3 * math.ceil(10 / eps)
+    assert abs(row["llc_mean"] / exact_llc(model.a, NBETA, 1.0) - 1) < 0.1
 
 
 def test_the_cap_shortens_the_last_window_so_that_its_settle_fits():

@@ -257,14 +257,17 @@ def estimate_llc(
     run = replace(settings, step_size=schedule.step_size, burn_in=schedule.burn_in)
     bar = tqdm(desc="LLC burn-in", unit="step", disable=not progress, mininterval=5)
     call = (model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar)
+    resume = None
     with bar:
         for attempt in range(settings.max_retries + 1):
-            traces, run, schedule = _attempt(call, run, settings, schedule, attempt)
+            traces, run, schedule, resume = _attempt(call, run, settings, schedule, attempt, resume)
             shrink, reason = _step_shrink(*traces, run, settings)
             if shrink == 1 or attempt == settings.max_retries:
                 break
+            resume = resume if shrink == 2 else None  # a diverged chain starts afresh
             if not bar.disable:  # the job's log (stderr, as the bar)
-                bar.write(f"LLC rerun with ε/{shrink}: {reason}", file=sys.stderr)
+                how = ", adapting on from the chains' states" if resume else ""
+                bar.write(f"LLC rerun with ε/{shrink}{how}: {reason}", file=sys.stderr)
             run = _smaller_step(run, settings, shrink)
     seconds = time.perf_counter() - start
     res = summarize(*traces, loss_init, nbeta, n, engine, run, seconds)
@@ -272,22 +275,33 @@ def estimate_llc(
     return replace(res, retries=attempt, schedule=schedule, requested=settings, gradients=gradients)
 
 
-def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule, attempt: int):
+@dataclass(frozen=True)
+class _Resume:
+    """Where an adapted attempt's chains stand after its draws: their states (C, d) and the
+    frozen P."""
+
+    state: Tensor
+    precond: Tensor
+
+
+def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule, attempt: int, resume):
     """One estimate at ``run``'s ε and burn-in: ((loss, MALA) traces, the settings the draws ran
-    with, the schedule). With an automatic ε on the fast engine the burn-in is checked at the
-    chains' states and may lower ε before the draws (:func:`.schedule.checked_burn_in`), or
-    adapts a preconditioner (:func:`.preconditioner.adapted_burn_in`)."""
+    with, the schedule, where an adapted attempt's chains ended or None). With an automatic ε
+    on the fast engine the burn-in is checked at the chains' states and may lower ε before the
+    draws (:func:`.schedule.checked_burn_in`), or adapts a preconditioner
+    (:func:`.preconditioner.adapted_burn_in`), from w* or from where the last attempt's chains
+    ended (``resume``, a :class:`_Resume`: :func:`_adapted_attempt`)."""
     model, x, y, loss_fn, nbeta, loss_init, engine, compile, bar = call
     _show(bar, f"LLC burn-in (attempt {attempt + 1})" if attempt else "LLC burn-in")
     if requested.preconditioner != "none":
-        return _adapted_attempt(call, run, requested, schedule, attempt)
+        return _adapted_attempt(call, run, requested, schedule, attempt, resume)
     if not (engine == "fast" and requested.step_size == AUTO):
         traces = _traces(model, x, y, loss_fn, run, nbeta, loss_init, engine, compile, bar)
         if requested.burn_in == AUTO:  # the burn-in of this attempt, and whether it was capped
             schedule = replace(
                 schedule, burn_in=run.burn_in, burn_in_capped=_capped(requested, run)
             )
-        return traces, run, schedule
+        return traces, run, schedule, None
     seeded = _attempt_seeded(run, attempt)
     burn = checked_burn_in(model, x, y, loss_fn, seeded, requested, nbeta, compile, bar)
     run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
@@ -299,17 +313,21 @@ def _attempt(call, run: LLCSettings, requested: LLCSettings, schedule: Schedule,
         burn_in_halvings=burn.halvings,
         **checked,
     )
-    return _draws(call, run, attempt, burn.state), run, schedule
+    return _draws(call, run, attempt, burn.state)[0], run, schedule, None
 
 
-def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
-    """One estimate whose burn-in adapts a diagonal preconditioner, frozen for the draws; a
-    retry searches ε below the last attempt's (``run.step_size``, already reduced)."""
+def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int, resume):
+    """One estimate whose burn-in adapts a diagonal preconditioner, frozen for the draws. A
+    retry searches ε below the last attempt's (``run.step_size``, already reduced): after a
+    divergence it adapts afresh from w*; after the draws' acceptance fell short (``resume``)
+    the adaptation goes on from the chains' states and P, so that P follows the stiffer regions
+    the chains have reached."""
     model, x, y, loss_fn, nbeta, loss_init, _, compile, bar = call
     seeded = _attempt_seeded(run, attempt)
     max_step = run.step_size if attempt else MAX_STEP
     problem = (model, x, y, loss_fn, seeded, requested, nbeta, compile, loss_init)
-    burn = adapted_burn_in(*problem, schedule.step_size, max_step, bar)
+    start = (resume.state, resume.precond) if resume else None
+    burn = adapted_burn_in(*problem, schedule.step_size, max_step, bar, start)
     run = replace(run, step_size=burn.step_size, burn_in=burn.steps)
     schedule = replace(
         schedule,
@@ -320,8 +338,8 @@ def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int):
         adapt_windows=burn.windows,
         draw_thin=draw_thin(requested, burn.step_size),
     )
-    traces = _draws(call, run, attempt, burn.state, burn.precond, schedule.draw_thin)
-    return traces, run, schedule
+    traces, final = _draws(call, run, attempt, burn.state, burn.precond, schedule.draw_thin)
+    return traces, run, schedule, _Resume(final, burn.precond)
 
 
 def _attempt_seeded(run: LLCSettings, attempt: int) -> LLCSettings:
@@ -330,12 +348,12 @@ def _attempt_seeded(run: LLCSettings, attempt: int) -> LLCSettings:
 
 
 def _draws(call, run: LLCSettings, attempt: int, state, precond=None, thin: int = 1):
-    """(loss, MALA) traces of the draws from the burnt-in ``state`` at ``run``'s frozen kernel,
-    one in every ``thin`` steps; NaN traces if the burn-in diverged, so that the caller reruns
-    with ε/4."""
+    """((loss, MALA) traces, the chains' last states) of the draws from the burnt-in ``state``
+    at ``run``'s frozen kernel, one draw in every ``thin`` steps; NaN traces if the burn-in
+    diverged, so that the caller reruns with ε/4."""
     if state is not None and not torch.isfinite(state).all():
         nan = np.full((run.chains, run.draws), np.nan)
-        return nan, nan[:, 1:]
+        return (nan, nan[:, 1:]), None
     model, x, y, loss_fn, nbeta, _, _, compile, bar = call
     _show(bar, "LLC draws", total=run.draws * thin)
     draws = replace(run, burn_in=0, seed=phase_seed(run.seed, 1000 + attempt))
@@ -352,7 +370,7 @@ def _draws(call, run: LLCSettings, attempt: int, state, precond=None, thin: int 
         precond=precond,
         thin=thin,
     )
-    return out.loss.numpy(), out.mala.numpy()
+    return (out.loss.numpy(), out.mala.numpy()), out.final
 
 
 def _show(bar, desc: str, total: int | None = None) -> None:

@@ -144,6 +144,10 @@ class _Adaptation:
         self.state, self.steps, self.pilot_steps, self.phase = None, 0, 0, 0
         self.acceptance = float("nan")
 
+    def resume(self, state: Tensor, precond: Tensor) -> None:
+        """Start from chains already burnt in under ``precond``, at ε = ``max_step``."""
+        self.state, self.precond, self.eps = state, precond.to(self.precond), self.max_step
+
     def advance(self, steps: int, moments: bool):
         """Run ``steps`` (≥ 2) steps at the current kernel (their losses in the returned trace);
         a segment in which a chain diverges is redone from its start with ε/2 (at most
@@ -213,18 +217,36 @@ class _Adaptation:
 
 
 def adapted_burn_in(
-    model, x, y, loss_fn, run, requested, nbeta, compile, loss_init, plain_step, max_step, bar=None
+    model,
+    x,
+    y,
+    loss_fn,
+    run,
+    requested,
+    nbeta,
+    compile,
+    loss_init,
+    plain_step,
+    max_step,
+    bar=None,
+    start: tuple[Tensor, Tensor] | None = None,
 ) -> Adapted:
     """Burn in the chains from w* while adapting a diagonal preconditioner (module docstring).
 
     ``run``: the attempt's settings (seed, chains, batch size, γ); ``requested``: the settings
     asked for (``min_acceptance``, ``settle``, ``max_burn_in``); ``loss_init``: L(w*);
     ``plain_step``: the unpreconditioned ε of window 0; ``max_step``: the largest
-    preconditioned ε to try; ``bar``: a tqdm bar advanced by one per burn-in step."""
+    preconditioned ε to try; ``bar``: a tqdm bar advanced by one per burn-in step. ``start``:
+    (states, P) of chains already burnt in: the adaptation goes on from them at ε =
+    ``max_step``, without the plain window 0."""
     problem = (model, x, y, loss_fn, nbeta, compile)
     job = _Adaptation(problem, run, requested, plain_step, max_step, bar)
+    if start is not None:
+        job.resume(*start)
     gamma, cap = requested.localization, requested.max_burn_in
-    window, llcs, settled = FIRST_WINDOW, [], False
+    plain = 0 if start is not None else 1  # windows of plain SGLD, not compared
+    window = FIRST_WINDOW if start is None else math.ceil(WINDOW_RELAXATIONS / job.eps)
+    llcs, settled = [], False
     while not settled and job.steps < (budget := adaptation_budget(requested, job.eps)):
         window = next_window(window, job.steps, budget)
         out = job.advance(window, moments=True)
@@ -232,7 +254,7 @@ def adapted_burn_in(
             break
         var = window_variance(out.moments)
         llcs.append(window_llcs(nbeta * (out.loss.double() - loss_init)))
-        settled = llc_settled(llcs[1:])  # window 0 is plain SGLD
+        settled = llc_settled(llcs[plain:])
         stiffness = window_stiffness(out.moments, job.precond)
         job.precond = next_preconditioner(var, stiffness, job.precond, gamma)
         job.search_step()
