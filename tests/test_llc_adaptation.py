@@ -20,12 +20,11 @@ from sltgeom.analysis.llc.preconditioner import (
     llc_settled,
     next_preconditioner,
     next_window,
-    noise_step,
     spread,
     window_llcs,
     window_variance,
 )
-from sltgeom.analysis.llc.sampler import mala_log_accept, noise_trace, sample_chains
+from sltgeom.analysis.llc.sampler import mala_log_accept, sample_chains
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -93,34 +92,6 @@ def test_thinned_draws_are_every_thin_th_step_of_the_same_chain(mala):
     assert b.mala.shape == (2, 9)
     moves = a.mala[:, ::3] if mala == "same_batch" else a.mala[:, 2::3]
     torch.testing.assert_close(b.mala, moves[:, :9])
-
-
-def test_noise_trace_of_a_linear_regression():
-    """At the true weights of y = x·w + σe the per-sample gradient of ½(x·w − y)² is −σe·x, so
-    a minibatch of B has Var[nβ·∂_j L_B] = nβ²σ²/B (x ~ N(0, I)): tr(P·V) = nβ²σ²/B·Σ_j P_j."""
-    gen = torch.Generator().manual_seed(0)
-    n, d, sigma, nbeta, batch = 40_000, 20, 0.5, 300.0, 64
-    x, w = torch.randn(n, d, generator=gen), torch.randn(d, generator=gen)
-    y = x @ w + sigma * torch.randn(n, generator=gen)
-    model = torch.nn.Linear(d, 1, bias=False)
-    model.weight.data = w[None]
-
-    def loss(out, target):
-        return 0.5 * (out.squeeze(-1) - target).pow(2).mean()
-
-    p, state = torch.linspace(0.5, 2.0, d), w.expand(8, d)
-    settings = LLCSettings(batch_size=batch)
-    got = noise_trace(model, x, y, loss, settings, nbeta, state, p, seed=1)
-    expected = nbeta**2 * sigma**2 / batch * float(p.sum())
-    assert got == pytest.approx(expected, rel=0.1)
-
-
-def test_the_noise_bound_keeps_its_bias_within_two_percent():
-    """(ε/8)·tr(P·V) ≤ 0.02·λ̂ at the largest ε = 2^-j: DLN 100-80-80-100's 22 400
-    noise-dominated coordinates at λ̂ ≈ 3 333 allow ε = 1/64 (its pilot took 1/8)."""
-    assert noise_step(3333.5, 22_400) == 2.0**-6
-    assert 22_400 * noise_step(3333.5, 22_400) / 8 <= 0.02 * 3333.5 < 22_400 * 2.0**-5 / 8
-    assert noise_step(-5.0, 100.0) == math.inf and noise_step(10.0, 0.0) == math.inf
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from sltgeom.analysis.llc.sampler import noise_trace, sample_chains
+from sltgeom.analysis.llc.sampler import sample_chains
 from sltgeom.analysis.llc.schedule import (
     HALVINGS,
     MIN_BURN_IN,
@@ -64,7 +64,6 @@ FLOOR = 1e-3  # a variance estimate may shrink P by at most this factor per wind
 JUMP = 10.0  # P at most this multiple of a window's variance
 MAX_STEP = 1.0  # preconditioned ε: P·k ≤ 1 in every direction, so ε < 2 is stable
 SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kernel before the draws
-NOISE_BIAS = 0.02  # the share of λ̂ that the minibatch noise may add at ε: (ε/8)·tr(P·V) ≤ 0.02·λ̂
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ class _Adaptation:
         self.precond = torch.full((d,), plain_step, dtype=torch.float64, device=device)
         self.eps, self.max_step = 1.0, max_step
         self.state, self.steps, self.pilot_steps, self.phase = None, 0, 0, 0
-        self.acceptance, self.noise_bound = float("nan"), math.inf
+        self.acceptance = float("nan")
 
     def resume(self, state: Tensor, precond: Tensor) -> None:
         """Start from chains already burnt in under ``precond``, at ε = ``max_step``."""
@@ -180,16 +179,10 @@ class _Adaptation:
         self.state, self.steps = out.final, self.steps + steps
         return out
 
-    def search_step(self, llc: float) -> None:
-        """The largest ε ≤ min(4ε, max_step, the noise bound) on the grid ε·2^-j whose pilot from
-        the chains' states reaches ``min_acceptance``; ``llc``: the last window's λ̂, for the
-        noise bound (:func:`noise_step`)."""
+    def search_step(self) -> None:
+        """The largest ε ≤ min(4ε, max_step) on the grid ε·2^-j whose pilot from the chains'
+        states reaches ``min_acceptance``."""
         model, x, y, loss_fn, nbeta, compile = self.problem
-        seed = phase_seed(
-            self.run.seed, 7000 + self.steps
-        )  # leaves the phases' streams as they were
-        trace = noise_trace(model, x, y, loss_fn, self.run, nbeta, self.state, self.precond, seed)
-        self.noise_bound = noise_step(llc, trace)
 
         def accepted(eps: float) -> tuple[bool, float]:
             self.phase += 1
@@ -209,8 +202,7 @@ class _Adaptation:
             self.pilot_steps += PILOT_STEPS
             return rate >= self.requested.min_acceptance, rate
 
-        start = min(4 * self.eps, self.max_step, self.noise_bound)
-        self.eps, self.acceptance = largest_accepted(start, accepted)
+        self.eps, self.acceptance = largest_accepted(min(4 * self.eps, self.max_step), accepted)
 
     def log(self, window: int, llc: Tensor) -> None:
         """One line per window in the job's log (stderr, as the bar): where the adaptation is."""
@@ -218,8 +210,8 @@ class _Adaptation:
             return
         self.bar.write(
             f"LLC window {window}: {self.steps} steps, λ̂ {float(llc.mean()):.4g}, next ε "
-            f"{self.eps:.3g} (pilot acceptance {self.acceptance:.3f}, noise bound "
-            f"{self.noise_bound:.3g}), P spread {spread(self.precond):.3g}",
+            f"{self.eps:.3g} (pilot acceptance {self.acceptance:.3f}), "
+            f"P spread {spread(self.precond):.3g}",
             file=sys.stderr,
         )
 
@@ -265,7 +257,7 @@ def adapted_burn_in(
         settled = llc_settled(llcs[plain:])
         stiffness = window_stiffness(out.moments, job.precond)
         job.precond = next_preconditioner(var, stiffness, job.precond, gamma)
-        job.search_step(float(llcs[-1][0].mean()))
+        job.search_step()
         job.log(len(llcs), llcs[-1][0])
         window = max(2 * window, math.ceil(WINDOW_RELAXATIONS / job.eps))
     adapting, settle = job.steps, 0
@@ -289,22 +281,6 @@ def settle_steps(requested, eps: float, adapting: int) -> int:
     """Steps under the frozen kernel after ``adapting`` adaptation steps at preconditioned ε:
     ``settle`` × those, at least ``SETTLE``/ε and ``MIN_BURN_IN``."""
     return max(MIN_BURN_IN, math.ceil(SETTLE / eps), round(requested.settle * adapting))
-
-
-def noise_step(llc: float, trace: float) -> float:
-    """The largest ε = 2^-j whose minibatch-noise bias (ε/8)·tr(P·V) is at most NOISE_BIAS·λ̂
-    (no bound while λ̂ ≤ 0 or without noise).
-
-    In z = P^-½·w the SGLD step's noise has covariance ε·(I + (ε/4)·Ṽ), Ṽ = P^½·V·P^½ with V
-    the covariance of the minibatch drift nβ·∇L_B: along a direction in which Ṽ has eigenvalue
-    v the stationary variance is inflated by 1 + (ε/4)·v, and a direction held by the loss adds
-    ½ of that to λ̂, so the bias is at most (ε/8)·tr(Ṽ) = (ε/8)·Σ_i P_i·V_ii. The same-batch
-    MALA pilot scores the step on the minibatch's own potential and cannot see it. P ≤ 1/Var[D_i]
-    keeps each P_i·V_ii ≤ 1, but where the noise dominates every coordinate (DLN 100-80-80-100:
-    λ̂ 1.13 λ at ε 0.125, 1.02 λ at 0.031) the sum is of the order of the parameter count."""
-    if llc <= 0 or trace <= 0:
-        return math.inf
-    return 2.0 ** math.floor(math.log2(8 * NOISE_BIAS * llc / trace))
 
 
 def draw_thin(requested, eps: float) -> int:

@@ -270,27 +270,6 @@ class ChainBatches:
         return self.idx[self.pos - 1]
 
 
-NOISE_BATCHES = 8  # minibatches per chain state that estimate the minibatch gradient's variance
-
-
-def noise_trace(model, x, y, loss_fn, settings, nbeta: float, state: Tensor, precond: Tensor,
-                seed: int) -> float:  # fmt: skip
-    """tr(P·V) = Σ_i P_i·Var_B[nβ·∂_i L_B], the minibatch drift's variance over
-    ``NOISE_BATCHES`` random minibatches of ``settings.batch_size`` at each chain's state (C, d),
-    weighted by the preconditioner P (d,) and averaged over the chains. (The localization's
-    drift is the same on every batch.)"""
-    prob = Problem.of(model, loss_fn, x, y)
-    chains, d = state.shape
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
-    idx = ChainBatches(len(x), settings.batch_size, chains * NOISE_BATCHES, gen).next()
-    theta = state.to(prob.w_star).repeat_interleave(NOISE_BATCHES, 0)
-    zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
-    grads, _ = drift(prob, theta, idx, zero + nbeta, zero)
-    _EVALUATIONS[0] += chains * NOISE_BATCHES
-    var = grads.double().view(chains, NOISE_BATCHES, d).var(dim=1)
-    return float((var * precond.to(var)).sum(1).mean())
-
-
 @torch.no_grad()
 def full_loss(model: nn.Module, x: Tensor, y: Tensor, loss_fn, chunk: int = 8192) -> float:
     """L_n(w) = (1/n) Σ_i ℓ(x_i, y_i) over the full set, in chunks (loss_fn must be a mean)."""
