@@ -101,17 +101,11 @@ def test_defaults_recover_known_learning_coefficients(name):
     assert row["llc_step_rule"] == "auto" and row["llc_step_size"] > 0
 
 
-# Every fast case converges (R̂ ≤ 1.05) but the conjugated DLN, held below 1.06: with the step
-# capped at 1/32 (session 11) its first draws' acceptance falls short and the rerun at ε 0.0078
-# reads R̂ 1.051 at seed 0 (1.012 uncapped, 1.081 in session 8); the flag reports it.
-ALMOST_CONVERGED = {"dln_10_8_8_10_r2_conjugated": 1.06}
-
-
+# Every fast case converges (R̂ ≤ 1.05). Until session 10 the conjugated DLN did not (R̂ 1.081:
+# its adaptation then settled after 6 125 steps, on three whole windows' neighbouring pairs).
 @pytest.mark.parametrize("name", FAST_CASES)
 def test_defaults_converge(name):
-    row = validated(name)
-    assert row["llc_rhat"] <= ALMOST_CONVERGED.get(name, convergence.RHAT_THRESHOLD), row
-    assert row["not_converged"] == (row["llc_rhat"] > convergence.RHAT_THRESHOLD)
+    assert not validated(name)["not_converged"], validated(name)["llc_rhat"]
 
 
 def test_moving_along_the_symmetries_leaves_the_estimate():

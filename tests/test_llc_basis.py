@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from sltgeom.analysis.llc import estimate
 from sltgeom.analysis.llc.basis import RotatedConv2d, RotatedLinear, input_moments, rotated
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.known import CASES, case_problem, correlating
@@ -95,13 +94,11 @@ def test_a_hidden_layer_whose_inputs_do_not_span_keeps_its_coordinates():
     assert set(rotated(model, x, batch_size=512).bases) == {"0"}
 
 
-def test_eigenbasis_samples_correlated_inputs_at_a_larger_step(monkeypatch):
+def test_eigenbasis_samples_correlated_inputs_at_a_larger_step():
     """Linear regression (a Gaussian posterior, λ = d/2) whose inputs have covariance of
     condition number 10³: its Hessian A ⊗ I is diagonal in the data's eigenbasis only, so the
     eigenbasis preconditioner takes a larger step and needs fewer gradients than the diagonal
-    one, and reads λ with converged chains. (The steps the pilots accept, up to the stability
-    limit 1: the default cap of 1/32 would hide the difference.)"""
-    monkeypatch.setattr(estimate, "MAX_STEP", 1.0)
+    one, and reads λ with converged chains."""
     case = CASES["regular_8x8_x1000"]
     model, x, y, loss_fn = case_problem(case)
     runs = {
