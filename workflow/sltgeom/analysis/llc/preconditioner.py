@@ -62,11 +62,7 @@ WINDOW_RELAXATIONS = 10  # and span at least 10/ε steps: ten relaxation times a
 LLC_TOLERANCE = 0.05  # relative change of the windows' λ̂ (beyond their noise) that stops it
 FLOOR = 1e-3  # a variance estimate may shrink P by at most this factor per window
 JUMP = 10.0  # P at most this multiple of a window's variance
-# The largest preconditioned ε. P·k ≤ 1 in every direction, so ε < 2 is stable, but the kernel's
-# O(ε) bias along the singular directions is one the same-batch pilot does not see: the
-# 22 400-parameter DLN reads 1.128, 1.067 and 1.019 λ at ε 1/8, 1/16 and 1/32 with pilot
-# acceptances of 0.98–1.00 (docs/llc.md)
-MAX_STEP = 1 / 32
+MAX_STEP = 1.0  # preconditioned ε: P·k ≤ 1 in every direction, so ε < 2 is stable
 SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kernel before the draws
 
 
