@@ -241,11 +241,12 @@ def adapted_burn_in(
     ``max_step``, without the plain window 0."""
     problem = (model, x, y, loss_fn, nbeta, compile)
     job = _Adaptation(problem, run, requested, plain_step, max_step, bar)
-    if start is not None:
+    if start is None:
+        plain, window = 1, FIRST_WINDOW  # window 0 is plain SGLD, not compared
+    else:
         job.resume(*start)
+        plain, window = 0, math.ceil(WINDOW_RELAXATIONS / job.eps)
     gamma, cap = requested.localization, requested.max_burn_in
-    plain = 0 if start is not None else 1  # windows of plain SGLD, not compared
-    window = FIRST_WINDOW if start is None else math.ceil(WINDOW_RELAXATIONS / job.eps)
     llcs, settled = [], False
     while not settled and job.steps < (budget := adaptation_budget(requested, job.eps)):
         window = next_window(window, job.steps, budget)

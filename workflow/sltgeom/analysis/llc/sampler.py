@@ -283,8 +283,8 @@ def full_loss(model: nn.Module, x: Tensor, y: Tensor, loss_fn, chunk: int = 8192
 class _Sampler:
     """State and loop of C chains; ``run`` returns the per-draw losses and MALA acceptances."""
 
-    def __init__(self, model, x, y, loss_fn, settings, nbeta, compile, init=None, precond=None):
-        self.s, self.compile, self.thin = settings, compile, 1
+    def __init__(self, model, x, y, loss_fn, settings, nbeta, compile, init, precond, thin):
+        self.s, self.compile, self.thin = settings, compile, thin
         self.prob = Problem.of(model, loss_fn, x, y)
         start = self.prob.w_star.expand(settings.chains, -1) if init is None else init
         self.theta = start.to(self.prob.w_star).clone()
@@ -300,8 +300,8 @@ class _Sampler:
             self.momentum = step_noise(th, self.keys.init).mul_(math.sqrt(settings.step_size))
         self.moments = None
 
-    def run(self, progress=False, moments: bool = False, thin: int = 1) -> ChainTrace:
-        s, self.thin = self.s, thin
+    def run(self, progress=False, moments: bool = False) -> ChainTrace:
+        s = self.s
         if moments:
             zeros = torch.zeros_like(self.theta[0], dtype=torch.float64)
             self.moments = (zeros, zeros.clone(), zeros.clone(), zeros.clone(), 0)
@@ -416,5 +416,5 @@ def sample_chains(
     draw after the burn-in (the chains run burn_in + draws·thin steps and record every
     ``thin``-th, starting with the first after the burn-in).
     """
-    sampler = _Sampler(model, x, y, loss_fn, settings, nbeta, compile, init, precond)
-    return sampler.run(progress, moments, thin)
+    sampler = _Sampler(model, x, y, loss_fn, settings, nbeta, compile, init, precond, thin)
+    return sampler.run(progress, moments)
