@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_llc import DUMMY_X, DUMMY_Y, Quadratic
 
-from sltgeom.analysis.llc import estimate, sampler
+from sltgeom.analysis.llc import estimate, preconditioner, sampler
 from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.preconditioner import (
     adaptation_budget,
@@ -139,6 +139,28 @@ def test_adapted_preconditioner_on_an_ill_conditioned_posterior():
     true_spread = float((NBETA * model.a.max() + 1) / (NBETA * model.a.min() + 1))
     assert true_spread / 3 < row["precond_spread"] < true_spread * 3
     assert res.rhat < 1.05 and row["sampler_gradients"] > row["llc_burn_in"] + 1000
+
+
+def test_the_frozen_kernel_runs_at_most_the_frozen_step(monkeypatch):
+    """A well-conditioned Gaussian (stiffness nβ + γ in all 40 directions): the pilots accept
+    ε 1/8, at which the unadjusted kernel's variances are 1/(1 − ε/4) of the posterior's and λ̂
+    reads ~3% high; the settle and the draws run at 1/32 instead (bias ~0.8%)."""
+    model = Quadratic(torch.ones(40))
+    settings = LLCSettings(
+        chains=4, draws=1000, batch_size=64, nbeta=NBETA, preconditioner="diagonal", seed=1
+    )
+    target, frozen_max_step = exact_llc(model.a, NBETA, 1.0), preconditioner.FROZEN_MAX_STEP
+
+    def estimated(frozen_max_step: float) -> dict:
+        monkeypatch.setattr(preconditioner, "FROZEN_MAX_STEP", frozen_max_step)
+        res = estimate_llc(model, DUMMY_X, DUMMY_Y, settings, loss_fn=model.loss, compile=False)
+        return res.to_row() | {"ratio": res.llc_mean / target}
+
+    windows_step = estimated(1.0)  # the kernel the windows ended with
+    assert windows_step["llc_step_size"] == 1 / 8 and windows_step["ratio"] > 1.03
+    row = estimated(frozen_max_step)
+    assert row["llc_step_size"] == 1 / 32 and row["draw_thin"] == draw_thin(settings, 1 / 32)
+    assert abs(row["ratio"] - 1) < 0.02 and not row["burn_in_capped"]
 
 
 def test_a_retry_for_the_draws_acceptance_adapts_on_from_the_chains(monkeypatch):
