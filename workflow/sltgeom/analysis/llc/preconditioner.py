@@ -32,8 +32,8 @@ adaptation ends where its settle (below) still fits under ``max_burn_in``, and i
 is stretched or shortened to end there (:func:`next_window`), so the last comparison is not
 cut short by the cap. (The chains' spread is no stopping rule: on a trained Fashion-MNIST FFNN
 they reach the localization radius within 3 200 steps, while λ̂ falls by another 9% over the
-next 20 000.) Then P and ε are frozen: the
-chains run ``settle`` × the adaptation's steps more (at least ``SETTLE``/ε, two relaxation
+next 20 000.) Then P and ε are frozen, ε at most ``FROZEN_MAX_STEP`` (:func:`frozen_step`):
+the chains run ``settle`` × the adaptation's steps more (at least ``SETTLE``/ε, two relaxation
 times of a direction with P·k = 1, and ``MIN_BURN_IN``) under the final kernel, and the draws
 run with the same kernel, so they come from one fixed Markov chain.
 """
