@@ -17,6 +17,7 @@ from sltgeom.analysis.llc.estimate import LLCSettings, estimate_llc
 from sltgeom.analysis.llc.preconditioner import (
     adaptation_budget,
     draw_thin,
+    frozen_settled,
     llc_settled,
     next_preconditioner,
     next_window,
@@ -218,6 +219,40 @@ def test_an_adaptation_the_cap_stops_is_flagged():
     row = estimate_llc(model, DUMMY_X, DUMMY_Y, capped, loss_fn=model.loss, compile=False)
     row = row.to_row()
     assert row["burn_in_capped"] and row["llc_burn_in"] <= 400
+
+
+@pytest.mark.parametrize(("max_burn_in", "capped"), [(200, True), (400, False)])
+def test_a_cut_adaptation_is_capped_only_while_the_frozen_kernel_moves(max_burn_in, capped):
+    """The budget stops the windows before they can settle: at 200 steps the frozen kernel's λ̂
+    is still rising (it reads ~0.9 of the closed form): capped; at 400 it is flat from the
+    settle to the draws and right: not capped."""
+    model = ill_conditioned()
+    settings = LLCSettings(
+        chains=4,
+        draws=1000,
+        batch_size=64,
+        nbeta=NBETA,
+        preconditioner="diagonal",
+        seed=1,
+        max_burn_in=max_burn_in,
+    )
+    res = estimate_llc(model, DUMMY_X, DUMMY_Y, settings, loss_fn=model.loss, compile=False)
+    row, ratio = res.to_row(), res.llc_mean / exact_llc(model.a, NBETA, 1.0)
+    assert row["adapt_windows"] < 3 and row["llc_burn_in"] == max_burn_in  # windows unsettled
+    assert row["burn_in_capped"] == capped
+    assert (ratio < 0.95) if capped else (abs(ratio - 1) < 0.05)
+
+
+def test_frozen_settled_compares_the_settle_with_the_draws_halves():
+    """Per-chain λ̂ of the settle's second half against the draws' halves: flat within 5% and
+    the chains' noise passes; a 10% fall over the draws, or no settle, does not."""
+    noise = torch.tensor([[-1.0], [1.0], [-1.0], [1.0]])
+    flat = (100 + noise).expand(4, 20)
+    falling = torch.cat([flat[:, :10], flat[:, 10:] - 10], 1)
+    settle = torch.full((4,), 101.0)
+    assert frozen_settled(settle, flat)
+    assert not frozen_settled(settle, falling)
+    assert not frozen_settled(None, flat)
 
 
 @pytest.mark.parametrize(

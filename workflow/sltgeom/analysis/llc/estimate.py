@@ -35,7 +35,12 @@ from tqdm.auto import tqdm
 
 from sltgeom.analysis.llc import convergence, sampler
 from sltgeom.analysis.llc.basis import rotated
-from sltgeom.analysis.llc.preconditioner import MAX_STEP, adapted_burn_in, draw_thin
+from sltgeom.analysis.llc.preconditioner import (
+    MAX_STEP,
+    adapted_burn_in,
+    draw_thin,
+    frozen_settled,
+)
 from sltgeom.analysis.llc.sampler import full_loss, sample_chains
 from sltgeom.analysis.llc.schedule import (
     Schedule,
@@ -332,14 +337,30 @@ def _adapted_attempt(call, run, requested, schedule: Schedule, attempt: int, res
     schedule = replace(
         schedule,
         burn_in=burn.steps,
-        burn_in_capped=burn.capped,
         pilot_acceptance=burn.acceptance,
         precond_spread=burn.spread,
         adapt_windows=burn.windows,
         draw_thin=draw_thin(requested, burn.step_size),
     )
     traces, final = _draws(call, run, attempt, burn.state, burn.precond, schedule.draw_thin)
+    schedule = replace(schedule, burn_in_capped=_capped_adapted(call, burn, traces[0]))
     return traces, run, schedule, _Resume(final, burn.precond)
+
+
+def _capped_adapted(call, burn, loss_trace: np.ndarray) -> bool:
+    """Did the budget cut the adapted burn-in short? Only if the adaptation or its settle was cut
+    (``burn.capped``) and the frozen kernel's λ̂ is still moving from the settle's second half
+    to the draws (:func:`.preconditioner.frozen_settled`): the windows, at the pilots' larger ε,
+    may keep moving with a bias the draws do not have."""
+    _, _, _, _, nbeta, loss_init, _, _, bar = call
+    if not burn.capped:
+        return False
+    trace = nbeta * (torch.from_numpy(loss_trace).double() - loss_init)
+    capped = not frozen_settled(burn.settle_llc, trace)
+    if not bar.disable:
+        verdict = "still moving: capped" if capped else "flat: the burn-in is complete"
+        bar.write(f"LLC windows unsettled at the budget; frozen λ̂ {verdict}", file=sys.stderr)
+    return capped
 
 
 def _attempt_seeded(run: LLCSettings, attempt: int) -> LLCSettings:

@@ -71,7 +71,9 @@ SETTLE = 2.0  # relaxation times (1/ε steps at P·k = 1) under the frozen kerne
 class Adapted:
     """The chains after an adapted burn-in: state θ (C, d), the frozen preconditioner P (d,) and
     preconditioned ε, the burn-in steps, whether ``max_burn_in`` cut the adaptation or the
-    settle, the windows run, the last pilot's acceptance and the sampler steps the pilots took."""
+    settle, the windows run, the last pilot's acceptance, the sampler steps the pilots took and
+    the per-chain λ̂ (C,) of the settle's second half under the frozen kernel (None if it did not
+    run)."""
 
     state: Tensor
     precond: Tensor
@@ -81,6 +83,7 @@ class Adapted:
     windows: int
     acceptance: float
     pilot_steps: int
+    settle_llc: Tensor | None = None
 
     @property
     def spread(self) -> float:
@@ -262,12 +265,13 @@ def adapted_burn_in(
         job.search_step()
         job.log(len(llcs), llcs[-1][0])
         window = max(2 * window, math.ceil(WINDOW_RELAXATIONS / job.eps))
-    adapting, settle = job.steps, 0
+    adapting, settle, settle_llc = job.steps, 0, None
     job.eps = frozen_step(job.eps)
     if torch.isfinite(job.state).all():
         settle = settle_steps(requested, job.eps, adapting)
         if job.steps < cap:
-            job.advance(min(settle, cap - job.steps), moments=False)
+            out = job.advance(min(settle, cap - job.steps), moments=False)
+            settle_llc = window_llcs(nbeta * (out.loss.double() - loss_init))[2]
     return Adapted(
         job.state,
         job.precond,
@@ -277,6 +281,7 @@ def adapted_burn_in(
         len(llcs),
         job.acceptance,
         job.pilot_steps,
+        settle_llc,
     )
 
 
@@ -350,7 +355,27 @@ def llc_settled(windows: list[tuple[Tensor, Tensor, Tensor]]) -> bool:
     have accepted at ~100 000 steps."""
     if len(windows) < 3:
         return False
-    compared = (windows[-2][0], windows[-1][1], windows[-1][2])
+    return _agree(windows[-2][0], *windows[-1][1:])
+
+
+def frozen_settled(settle_llc: Tensor | None, draws: Tensor) -> bool:
+    """Has the frozen kernel's λ̂ stopped moving? The settle's second half (``settle_llc``, per
+    chain) and the two halves of the draws' trace nβ(L − L(w*)) (C, draws) agree pairwise, as
+    in :func:`llc_settled`.
+
+    This is what the estimate rests on when the windows did not settle within the budget: they
+    run at the pilots' ε, whose O(ε) bias can keep their λ̂ moving (DLN 100-80-80-100 at ε 1/8:
+    4 088, 3 974, 3 793 over windows ending at 40 000 steps) while the frozen kernel's λ̂ at
+    1/32 is flat from its first 2 500 steps on (3 357, 3 355, 3 363, 3 376 over the settle's
+    quarters, 3 371 over the draws)."""
+    if settle_llc is None:
+        return False
+    return _agree(settle_llc, *window_llcs(draws)[1:])
+
+
+def _agree(before: Tensor, first: Tensor, second: Tensor) -> bool:
+    """Do three successive per-chain λ̂ agree pairwise (:func:`_close`)?"""
+    compared = (before, first, second)
     return all(_close(compared[i], compared[j]) for i, j in ((1, 0), (2, 1), (2, 0)))
 
 
