@@ -60,11 +60,11 @@ REPO = Path(__file__).resolve().parents[2]
 TRAIN_SIZE = {"digits": 1437, "mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
 RUN_KINDS = ("train", "llc", "hessian", "fisher")
 # Gradients per chain of one estimate with the adapted preconditioner in the data's eigenbasis
-# (the default): pilots, burn-in (31 875 steps, not capped: its windows' λ̂ agreed) and draws on
-# the FFNN 1x64 trained 10 epochs by SGD on the real Fashion-MNIST of
-# tests/benchmarks/bench_llc_cost.py (2026-12-07, session 8): the procedure's own length on a
+# (the default): pilots, burn-in and thinned draws, the mean over config/fashion.yaml's six
+# FFNN 1x64 checkpoints at epoch 20 (SGD and NGD, seeds 0-2, real Fashion-MNIST; 22 175 to
+# 59 200, none capped; docs/llc.md, session 12, 2026-12-07): the procedure's own length on a
 # trained checkpoint, in place of plain SGLD's 50 000-step cap.
-ADAPTED_GRADIENTS = 38_575
+ADAPTED_GRADIENTS = 44_438
 KINDS = (*RUN_KINDS, "minimally_singular", "lazy_training")
 
 
