@@ -289,7 +289,7 @@ def frozen_step(eps: float) -> float:
     """The frozen kernel's ε after windows at ``eps``: at most ``FROZEN_MAX_STEP``.
 
     An unadjusted kernel's stationary law is off by O(ε): a Gaussian direction with P·k = 1
-    has variance 1/(1 − ε/2) of the posterior's, and a same-batch acceptance of 0.99 does not
+    has variance 1/(1 − ε/4) of the posterior's, and a same-batch acceptance of 0.99 does not
     see it. The windows may run at large ε, which only has to carry the chains down the
     landscape (a trained Fashion-MNIST net's λ̂ descends 4× slower when they run at 1/32), but
     the draws are the estimate: on the 22 400-parameter DLN λ̂ read 1.128, 1.067 and 1.019 λ at
