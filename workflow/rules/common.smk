@@ -11,8 +11,13 @@ from sltgeom import layout
 from sltgeom.analysis import MEASURE_MODULES
 from sltgeom.codedeps import Library, write_fingerprint, write_launcher
 from sltgeom.config import all_runs, canonical, validate_config
+from sltgeom.heap import job_environment
 from sltgeom.layout import RUN_PATTERN, TRUNK, run_dir
 from snakemake.logging import logger
+
+# Jobs start with glibc's thread cache off: with it, an LLC job's heap grows by gigabytes under
+# torch's aligned tensors (sltgeom/heap.py). Cluster jobs parse this file again, so theirs too.
+os.environ.update(job_environment(os.environ))
 
 
 # Studies of a config given with --configfile replace those of config/config.yaml (Snakemake
