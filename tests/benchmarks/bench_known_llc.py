@@ -5,7 +5,9 @@
 Prints one row per case (sltgeom.analysis.llc.known.CASES) and exits 1 if a case's λ̂ lies
 outside ±10% of λ (±3% for the toy; for a full-rank-A point, of the interval between the
 global and the local λ, see sltgeom.analysis.llc.known). The table in docs/llc.md comes from
-this script.
+this script. The 10⁵-parameter DLN runs for about 60 000 steps: start the script with
+``GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0``, as the workflow starts
+its jobs, or glibc before 2.39 may grow its heap by gigabytes (docs/llc.md, "Memory").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Memory of a long LLC sampling run: glibc's defaults against the workflow's job environment
-(the thread cache off, ``sltgeom.heap``), side by side.
+(glibc's thread cache and fast bins off, ``sltgeom.heap``), side by side.
 
     python tests/benchmarks/bench_llc_memory.py [--steps 2000] [--rounds 2] [--threads 1]
 

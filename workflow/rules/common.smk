@@ -15,8 +15,8 @@ from sltgeom.heap import job_environment
 from sltgeom.layout import RUN_PATTERN, TRUNK, run_dir
 from snakemake.logging import logger
 
-# Jobs start with glibc's thread cache off: with it, an LLC job's heap grows by gigabytes under
-# torch's aligned tensors (sltgeom/heap.py). Cluster jobs parse this file again, so theirs too.
+# Jobs start with glibc's thread cache and fast bins off: with them, an LLC job's heap grows by
+# gigabytes under torch's aligned tensors (sltgeom/heap.py). Cluster jobs parse this file again.
 os.environ.update(job_environment(os.environ))
 
 
