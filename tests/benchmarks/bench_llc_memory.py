@@ -53,7 +53,7 @@ def child(steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     model, x, y, loss_fn = case_problem(CASES[CASE])
     run = replace(LLCSettings(), step_size=1e-7, burn_in=0, draws=SEGMENT, mala="consecutive")
-    nbeta = len(x) / torch.log(torch.tensor(float(len(x)))).item()
+    nbeta = run.resolve_nbeta(len(x))
     sample_chains(model, x, y, loss_fn, run, nbeta, moments=True)  # compiles
     first = _resident_mb()
     start = time.perf_counter()
